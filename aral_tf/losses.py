@@ -1,0 +1,175 @@
+"""ARAL's losses, one function per equation of the paper (Sec. 3, Eqs. 5-13).
+
+Conventions:
+- Every loss is a quantity to *minimise*; D(.) = sigmoid(real/fake logit) and
+  S(.) = sigmoid(sampler logit), so log D = -softplus(-logit) and
+  log(1 - D) = -softplus(logit).
+- Expectations are means over the *global* batch: each replica sums its
+  examples and divides by `global_batch_size` (`tf.nn.compute_average_loss`),
+  and the optimizer sums the replicas' gradients. `None` means this replica's
+  batch times the number of replicas, which is right for equal-sized splits.
+- Labeled, unlabeled and generated streams have the same batch size.
+
+Two equations are implemented as the working game of the method they cite
+rather than as printed (see README, "Where we depart from the printed
+equations"):
+- Eq. 8 prints +log D(G(z, y), z, y) for generated images; we use the GAN
+  discriminator's -log(1 - D(G(z, y), z, y)) (TF-GAN's minimax loss). Both
+  push D(G) towards 0; the printed form has no lower bound.
+- Eq. 10 prints -log D(x, E(x, y), y), i.e. the encoder agreeing with D. In
+  BiGAN [5] the encoder plays against D, so we use -log(1 - D(x, E(x, y), y)).
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from aral_tf.tfgan_compat import tfgan_losses
+
+_TFGAN_LOSSES = tfgan_losses()
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """The lambdas and beta of Eqs. 5, 11 and 12 (paper Sec. 4.1 values)."""
+
+    gan: float = 1.0
+    cls: float = 1.0
+    trd: float = 0.001
+    adv: float = 0.001
+    beta: float = 1.0
+    feature_matching: float = 1.0
+
+
+def _mean(per_example, global_batch_size):
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+def _global_batch_mean(values, global_batch_size):
+    """Mean over the global batch (axis 0) of `values`, identical on every replica."""
+    context = tf.distribute.get_replica_context()
+    local_sum = tf.reduce_sum(values, axis=0)
+    if global_batch_size is None:
+        global_batch_size = tf.shape(values)[0] * context.num_replicas_in_sync
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, local_sum)
+    return total / tf.cast(global_batch_size, values.dtype)
+
+
+def _num_replicas():
+    return tf.distribute.get_replica_context().num_replicas_in_sync
+
+
+def reconstruction_nll(images, reconstructions):
+    """-log p(x | z, y) per example, Gaussian with unit variance: 0.5 * sum (x - G(z, y))^2.
+
+    The likelihood term of the beta-VAE in Eqs. 1 and 5 (constants dropped).
+    """
+    squared = tf.square(tf.cast(images, tf.float32) - tf.cast(reconstructions, tf.float32))
+    return 0.5 * tf.reduce_sum(tf.reshape(squared, [tf.shape(squared)[0], -1]), axis=-1)
+
+
+def kl_divergence(mu, log_var):
+    """D_KL(q(z | x, y) || N(0, I)) per example: 0.5 * sum (exp(log_var) + mu^2 - 1 - log_var).
+
+    The KL term of the beta-VAE in Eqs. 1 and 5.
+    """
+    return 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mu) - 1.0 - log_var, axis=-1)
+
+
+def acquisition_encoder_generator_loss(nll_labeled, kl_labeled, nll_unlabeled, kl_unlabeled,
+                                       sampler_logits_labeled, sampler_logits_unlabeled,
+                                       weights, global_batch_size=None):
+    """Eq. 5: L_E^acq + L_G^acq.
+
+        lambda_trd * (E[-log p(x_L | z_L, y_L)] + beta * KL(q(z_L | x_L, y_L) || p(z)))
+      + lambda_trd * (E[-log p(x_U | z_U, C(x_U))] + beta * KL(q(z_U | x_U, C(x_U)) || p(z)))
+      - lambda_adv * (E[log S(mu_L)] + E[log S(mu_U)])
+
+    The first two lines are the class-conditional beta-VAE (printed in Eq. 5
+    with ELBO signs; minimised here as the negative ELBO), the last is the
+    encoder fooling the sampler into calling every code "labeled".
+    """
+    transductive = (_mean(nll_labeled + weights.beta * kl_labeled, global_batch_size)
+                    + _mean(nll_unlabeled + weights.beta * kl_unlabeled, global_batch_size))
+    adversarial = (_mean(tf.nn.softplus(-sampler_logits_labeled), global_batch_size)
+                   + _mean(tf.nn.softplus(-sampler_logits_unlabeled), global_batch_size))
+    return weights.trd * transductive + weights.adv * adversarial
+
+
+def sampler_loss(sampler_logits_labeled, sampler_logits_unlabeled, global_batch_size=None):
+    """Eq. 6 (and Eq. 13, L_S = L_S^acq): -E[log S(mu_L)] - E[log(1 - S(mu_U))]."""
+    return (_mean(tf.nn.softplus(-sampler_logits_labeled), global_batch_size)
+            + _mean(tf.nn.softplus(sampler_logits_unlabeled), global_batch_size))
+
+
+def generator_gan_loss(real_fake_logits_generated, global_batch_size=None):
+    """Eq. 7: E_{z~p(z), y~p(y)}[log(1 - D(G(z, y), z, y))], as printed (the minimax game)."""
+    return _mean(-tf.nn.softplus(real_fake_logits_generated), global_batch_size)
+
+
+def feature_matching_loss(features_unlabeled, features_generated, global_batch_size=None):
+    """Feature matching of Salimans et al. [27] (paper Sec. 4.1), added to G's GAN loss.
+
+        || E_{x~X_U}[D~(x)] - E_{z, y}[D~(G(z, y))] ||^2
+
+    The means are over the global batch (all-reduced across replicas). Each
+    replica returns its 1/num_replicas share so that the summed gradients
+    equal the single-device gradient.
+    """
+    difference = (_global_batch_mean(features_unlabeled, global_batch_size)
+                  - _global_batch_mean(features_generated, global_batch_size))
+    return tf.reduce_sum(tf.square(difference)) / tf.cast(_num_replicas(), difference.dtype)
+
+
+def discriminator_gan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled,
+                           real_fake_logits_generated, global_batch_size=None):
+    """Eq. 8: L_D^gan.
+
+        - E_{(x, y)~(X_L, Y_L)}[log D(x, E(x, y), y)]
+        - E_{x~X_U}[log D(x, E(x, C(x)), C(x))]
+        - E_{z~p(z), y~p(y)}[log(1 - D(G(z, y), z, y))]
+
+    The third term is the GAN discriminator's (printed as +log D(G); see the
+    module docstring). Computed with TF-GAN's `minimax_discriminator_loss`
+    without label smoothing, summed, then divided by the global batch.
+    """
+    if global_batch_size is None:
+        global_batch_size = tf.shape(real_fake_logits_generated)[0] * _num_replicas()
+    total = _TFGAN_LOSSES.minimax_discriminator_loss(
+        tf.concat([real_fake_logits_labeled, real_fake_logits_unlabeled], axis=0),
+        real_fake_logits_generated,
+        label_smoothing=0.0,
+        reduction=tf.compat.v1.losses.Reduction.SUM)
+    return total / tf.cast(global_batch_size, total.dtype)
+
+
+def discriminator_classification_loss(logits_labeled, labels, logits_generated, generated_labels,
+                                      global_batch_size=None):
+    """Eq. 9: -E_{(x, y)~(X_L, Y_L)}[log p(C(x) = y)] - E_{z, y}[log p(C(G(z, y)) = y)]."""
+    labeled = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits_labeled)
+    generated = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=generated_labels,
+                                                                logits=logits_generated)
+    return _mean(labeled, global_batch_size) + _mean(generated, global_batch_size)
+
+
+def encoder_bigan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled, global_batch_size=None):
+    """Eq. 10 as BiGAN's encoder plays it: -E[log(1 - D(x, E(x, y), y))] - E[log(1 - D(x, E(x, C(x)), C(x)))].
+
+    Printed with log D (the encoder agreeing with D); see the module docstring.
+    """
+    return (_mean(tf.nn.softplus(real_fake_logits_labeled), global_batch_size)
+            + _mean(tf.nn.softplus(real_fake_logits_unlabeled), global_batch_size))
+
+
+def encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching, weights):
+    """Eq. 11: L_E + L_G = L_E^acq + L_G^acq + lambda_gan * L_E^gan + lambda_gan * L_G^gan.
+
+    L_G^gan is Eq. 7 plus `weights.feature_matching` times feature matching.
+    """
+    return acquisition + weights.gan * (
+        encoder_gan + generator_gan + weights.feature_matching * feature_matching)
+
+
+def discriminator_loss(discriminator_gan, classification, weights):
+    """Eq. 12: L_D = lambda_gan * L_D^gan + lambda_cls * L_D^cls."""
+    return weights.gan * discriminator_gan + weights.cls * classification

@@ -1,0 +1,168 @@
+"""The co-trained ARAL model and its training step (paper Alg. 1, lines 8-19)."""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from aral_tf import losses
+from aral_tf.data import to_model_range
+from aral_tf.networks import build_networks
+
+BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images", "prior_latent", "prior_labels",
+              "labeled_noise", "unlabeled_noise")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam settings per player (paper Sec. 4.1: 1e-3 for E/G, 3e-3 for D and S on MNIST)."""
+
+    encoder_generator_lr: float = 1e-3
+    discriminator_lr: float = 3e-3
+    sampler_lr: float = 3e-3
+    beta_1: float = 0.5
+
+
+class ARALModel(keras.Model):
+    """E, G, D and S with one Adam optimizer per player (E and G share one).
+
+    `train_step(batch)` runs Alg. 1's three updates in order: E and G descend
+    Eq. 11, then D descends Eq. 12 (seeing the updated E and G), then S
+    descends Eq. 13. A batch is a dict with `BATCH_KEYS`: uint8 labeled and
+    unlabeled images, the labeled images' labels, and the random draws of the
+    step (prior latents and labels for G, reparameterisation noise for E), so
+    that every replica split of a global batch sees the same randomness.
+    Create it inside the distribution strategy's scope.
+    """
+
+    def __init__(self, network_config, loss_weights=losses.LossWeights(),
+                 optimizer_config=OptimizerConfig(), **kwargs):
+        super().__init__(**kwargs)
+        self.network_config = network_config
+        self.loss_weights = loss_weights
+        self.optimizer_config = optimizer_config
+        self.encoder, self.generator, self.discriminator, self.sampler = build_networks(network_config)
+        self.encoder_generator_optimizer = self._adam(optimizer_config.encoder_generator_lr,
+                                                      self.encoder_generator_variables)
+        self.discriminator_optimizer = self._adam(optimizer_config.discriminator_lr,
+                                                  self.discriminator.trainable_variables)
+        self.sampler_optimizer = self._adam(optimizer_config.sampler_lr, self.sampler.trainable_variables)
+
+    def _adam(self, learning_rate, variables):
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=self.optimizer_config.beta_1)
+        optimizer.build(variables)
+        return optimizer
+
+    @property
+    def encoder_generator_variables(self):
+        return self.encoder.trainable_variables + self.generator.trainable_variables
+
+    @property
+    def num_classes(self):
+        return self.network_config.num_classes
+
+    def _encode(self, images, labels, noise, training):
+        """q(z | x, y): returns (mu, log_var, z = mu + sigma * noise)."""
+        mu, log_var = self.encoder(images, labels, training=training)
+        return mu, log_var, mu + tf.exp(0.5 * log_var) * noise
+
+    def train_step(self, batch):
+        """One iteration of Alg. 1 (lines 8-19); returns this replica's loss values."""
+        labeled = to_model_range(batch["labeled_images"])
+        unlabeled = to_model_range(batch["unlabeled_images"])
+        labels = tf.cast(batch["labels"], tf.int32)
+        prior_labels = tf.cast(batch["prior_labels"], tf.int32)
+        labels_one_hot = tf.one_hot(labels, self.num_classes)
+        prior_one_hot = tf.one_hot(prior_labels, self.num_classes)
+        prior_latent = tf.cast(batch["prior_latent"], tf.float32)
+        noise = tf.concat([batch["labeled_noise"], batch["unlabeled_noise"]], axis=0)
+        num_labeled = tf.shape(labeled)[0]
+        real = tf.concat([labeled, unlabeled], axis=0)
+        weights = self.loss_weights
+
+        # Lines 10-12: E and G descend Eq. 11.
+        with tf.GradientTape() as tape:
+            real_features, real_logits = self.discriminator(real, training=True)
+            inferred = tf.stop_gradient(tf.nn.softmax(real_logits[num_labeled:]))
+            conditioning = tf.concat([labels_one_hot, inferred], axis=0)
+            mu, log_var, latent = self._encode(real, conditioning, noise, training=True)
+            decoded = self.generator(tf.concat([latent, prior_latent], axis=0),
+                                     tf.concat([conditioning, prior_one_hot], axis=0), training=True)
+            reconstructions, generated = decoded[:tf.shape(real)[0]], decoded[tf.shape(real)[0]:]
+            generated_features, generated_logits = self.discriminator(generated, training=True)
+            nll = losses.reconstruction_nll(real, reconstructions)
+            kl = losses.kl_divergence(mu, log_var)
+            sampler_logits = self.sampler(mu, training=True)
+            acquisition = losses.acquisition_encoder_generator_loss(
+                nll[:num_labeled], kl[:num_labeled], nll[num_labeled:], kl[num_labeled:],
+                sampler_logits[:num_labeled], sampler_logits[num_labeled:], weights)
+            real_pair_logits = self.discriminator.real_fake_logit(real_features, real_logits, latent,
+                                                                  conditioning)
+            generated_pair_logits = self.discriminator.real_fake_logit(
+                generated_features, generated_logits, prior_latent, prior_one_hot)
+            encoder_gan = losses.encoder_bigan_loss(real_pair_logits[:num_labeled],
+                                                    real_pair_logits[num_labeled:])
+            generator_gan = losses.generator_gan_loss(generated_pair_logits)
+            feature_matching = losses.feature_matching_loss(
+                tf.stop_gradient(real_features[num_labeled:]), generated_features)
+            encoder_generator_loss = losses.encoder_generator_loss(
+                acquisition, encoder_gan, generator_gan, feature_matching, weights)
+        variables = self.encoder_generator_variables
+        self.encoder_generator_optimizer.apply_gradients(
+            zip(tape.gradient(encoder_generator_loss, variables), variables))
+
+        # Lines 14-16: D descends Eq. 12, with the updated E and G.
+        generated = self.generator(prior_latent, prior_one_hot, training=True)
+        with tf.GradientTape() as tape:
+            features, logits = self.discriminator(tf.concat([real, generated], axis=0), training=True)
+            num_real = tf.shape(real)[0]
+            inferred = tf.stop_gradient(tf.nn.softmax(logits[num_labeled:num_real]))
+            conditioning = tf.concat([labels_one_hot, inferred], axis=0)
+            mu, _, latent = self._encode(real, conditioning, noise, training=True)
+            latent = tf.stop_gradient(latent)
+            pair_logits = self.discriminator.real_fake_logit(
+                features, logits, tf.concat([latent, prior_latent], axis=0),
+                tf.concat([conditioning, prior_one_hot], axis=0))
+            discriminator_gan = losses.discriminator_gan_loss(
+                pair_logits[:num_labeled], pair_logits[num_labeled:num_real], pair_logits[num_real:])
+            classification = losses.discriminator_classification_loss(
+                logits[:num_labeled], labels, logits[num_real:], prior_labels)
+            discriminator_loss = losses.discriminator_loss(discriminator_gan, classification, weights)
+        variables = self.discriminator.trainable_variables
+        self.discriminator_optimizer.apply_gradients(
+            zip(tape.gradient(discriminator_loss, variables), variables))
+
+        # Lines 17-19: S descends Eq. 13 on the codes of the (unchanged since) encoder.
+        mu = tf.stop_gradient(mu)
+        with tf.GradientTape() as tape:
+            sampler_logits = self.sampler(mu, training=True)
+            sampler_loss = losses.sampler_loss(sampler_logits[:num_labeled], sampler_logits[num_labeled:])
+        variables = self.sampler.trainable_variables
+        self.sampler_optimizer.apply_gradients(zip(tape.gradient(sampler_loss, variables), variables))
+
+        return {
+            "loss_encoder_generator": encoder_generator_loss,
+            "loss_discriminator": discriminator_loss,
+            "loss_sampler": sampler_loss,
+            "acquisition": acquisition,
+            "encoder_gan": encoder_gan,
+            "generator_gan": generator_gan,
+            "feature_matching": feature_matching,
+            "discriminator_gan": discriminator_gan,
+            "classification": classification,
+        }
+
+    def classify(self, images):
+        """Class logits C(x) for uint8 images (inference mode)."""
+        _, logits = self.discriminator(to_model_range(images), training=False)
+        return logits
+
+    def acquisition_scores(self, images):
+        """S(E(x, C(x))) in (0, 1) for uint8 images: lower means query first.
+
+        Returns (probability of "labeled", latent mean, class logits).
+        """
+        model_input = to_model_range(images)
+        _, logits = self.discriminator(model_input, training=False)
+        mu, _ = self.encoder(model_input, tf.nn.softmax(logits), training=False)
+        return tf.sigmoid(self.sampler(mu, training=False)), mu, logits

@@ -1,0 +1,73 @@
+"""Command-line flags of ARAL-TF, and the per-dataset flagfiles beside this module.
+
+Defaults here are the MNIST values of the paper (Sec. 4.1). A dataset's
+flagfile (`flags/<dataset>.flags`) is read before the command line, so its
+values replace these defaults and explicit flags replace both.
+"""
+
+import os
+
+from absl import flags
+
+from aral_tf.data import ALIASES
+
+FLAGFILE_DIR = os.path.dirname(os.path.abspath(__file__))
+DEMO_DATASET = "demo"
+
+# Data.
+flags.DEFINE_string("dataset", DEMO_DATASET,
+                    "mnist, svhn, cifar10, celeba, imagenet (or their TFDS names), a path to an .npz "
+                    "file, or demo (a 5,000-digit MNIST sample shipped with the package).")
+flags.DEFINE_string("data_file", None,
+                    "Read --dataset from this .npz (x_train, y_train, x_test, y_test) instead of TFDS.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory holding the prepared dataset.")
+flags.DEFINE_string("initial_indices", None,
+                    "An .npy of pool indices to start labeled; default: --initial_labels drawn uniformly.")
+
+# Active learning schedule.
+flags.DEFINE_integer("initial_labels", 10, "Size of the initial labeled set, drawn uniformly with --seed.")
+flags.DEFINE_integer("budget", 10, "Labels queried per acquisition round.")
+flags.DEFINE_integer("cycles", 10, "Acquisition rounds; the model is trained and evaluated cycles + 1 times.")
+flags.DEFINE_integer("train_steps", 2000, "Training steps per cycle (warm start across cycles).")
+flags.DEFINE_integer("batch_size", 100,
+                     "Global batch size of each stream (labeled, unlabeled, generated).")
+flags.DEFINE_integer("eval_batch_size", 500, "Batch size for evaluation and pool scoring.")
+flags.DEFINE_integer("seed", 0, "Seed of the initial draw, the initialisation and every training draw.")
+flags.DEFINE_string("output_dir", None, "Directory for the results; default runs/<dataset>-<time>.")
+flags.DEFINE_bool("progress", True, "Show progress bars.")
+
+# Model (paper Sec. 4.1-4.2).
+flags.DEFINE_enum("architecture", "auto", ["auto", "mlp", "cnn", "resnet"],
+                  "Network family; auto: mlp up to 28x28 pixels, cnn up to 32x32, resnet above.")
+flags.DEFINE_float("width", 1.0, "Width multiplier for every layer of E, G and D.")
+flags.DEFINE_integer("latent_dim", 100, "Latent dimension d_z.")
+flags.DEFINE_float("input_noise_std", 0.3, "Gaussian noise on D's input.")
+flags.DEFINE_float("hidden_noise_std", 0.5, "Gaussian noise between the layers of the MLP D.")
+flags.DEFINE_float("dropout_rate", 0.5, "Dropout between the blocks of the convolutional D.")
+flags.DEFINE_float("lambda_gan", 1.0, "lambda_gan of Eqs. 11-12.")
+flags.DEFINE_float("lambda_cls", 1.0, "lambda_cls of Eq. 12.")
+flags.DEFINE_float("lambda_trd", 0.001, "lambda_trd of Eq. 5.")
+flags.DEFINE_float("lambda_adv", 0.001, "lambda_adv of Eq. 5.")
+flags.DEFINE_float("beta", 1.0, "beta of the beta-VAE (Eq. 5).")
+flags.DEFINE_float("feature_matching", 1.0, "Weight of feature matching in G's GAN loss.")
+flags.DEFINE_float("lr_encoder_generator", 1e-3, "Adam learning rate of E and G.")
+flags.DEFINE_float("lr_discriminator", 3e-3, "Adam learning rate of D.")
+flags.DEFINE_float("lr_sampler", 3e-3, "Adam learning rate of S.")
+flags.DEFINE_float("adam_beta_1", 0.5, "Adam beta_1 of every optimizer.")
+
+# Execution.
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
+                  "tf.distribute strategy: default (one device) or mirrored (all local GPUs or CPUs).")
+
+FLAGS = flags.FLAGS
+
+
+def flagfile_for(dataset):
+    """Path of the flagfile holding `dataset`'s defaults, or None for a user's .npz."""
+    if dataset == DEMO_DATASET:
+        name = DEMO_DATASET
+    elif dataset in ALIASES:
+        name = ALIASES[dataset]
+    else:
+        return None
+    return os.path.join(FLAGFILE_DIR, f"{name}.flags")

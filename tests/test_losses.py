@@ -1,0 +1,95 @@
+"""Hand-computed values for every loss of aral_tf.losses (paper Eqs. 5-13)."""
+
+import math
+
+import tensorflow as tf
+
+from aral_tf import losses
+
+
+def softplus(value):
+    return math.log1p(math.exp(value))
+
+
+class LossesTest(tf.test.TestCase):
+
+    def test_reconstruction_nll_is_half_sum_of_squares_per_example(self):
+        images = tf.constant([[[[0.0], [1.0]]], [[[0.5], [-1.0]]]])  # [2, 1, 2, 1]
+        reconstructions = tf.constant([[[[1.0], [1.0]]], [[[0.0], [1.0]]]])
+        self.assertAllClose(losses.reconstruction_nll(images, reconstructions), [0.5, 0.5 * (0.25 + 4.0)])
+
+    def test_kl_divergence_of_standard_normal_is_zero(self):
+        self.assertAllClose(losses.kl_divergence(tf.zeros([3, 4]), tf.zeros([3, 4])), [0.0, 0.0, 0.0])
+
+    def test_kl_divergence_hand_value(self):
+        # 0.5 * [(e^1 + 1 - 1 - 1) + (e^0 + 4 - 1 - 0)] = 0.5 * (e - 1 + 4)
+        kl = losses.kl_divergence(tf.constant([[1.0, 2.0]]), tf.constant([[1.0, 0.0]]))
+        self.assertAllClose(kl, [0.5 * (math.e + 3.0)])
+
+    def test_acquisition_loss_eq5(self):
+        weights = losses.LossWeights(trd=0.1, adv=0.01, beta=2.0)
+        value = losses.acquisition_encoder_generator_loss(
+            nll_labeled=tf.constant([1.0, 3.0]), kl_labeled=tf.constant([0.5, 0.5]),
+            nll_unlabeled=tf.constant([2.0, 2.0]), kl_unlabeled=tf.constant([1.0, 0.0]),
+            sampler_logits_labeled=tf.constant([0.0, 0.0]), sampler_logits_unlabeled=tf.constant([1.0, -1.0]),
+            weights=weights)
+        transductive = (2.0 + 2.0 * 0.5) + (2.0 + 2.0 * 0.5)
+        adversarial = softplus(0.0) + 0.5 * (softplus(-1.0) + softplus(1.0))
+        self.assertAllClose(value, 0.1 * transductive + 0.01 * adversarial)
+
+    def test_sampler_loss_eq6(self):
+        value = losses.sampler_loss(tf.constant([2.0, 0.0]), tf.constant([-1.0, 3.0]))
+        # -log S(labeled) = softplus(-logit); -log(1 - S(unlabeled)) = softplus(logit)
+        expected = 0.5 * (softplus(-2.0) + softplus(0.0)) + 0.5 * (softplus(-1.0) + softplus(3.0))
+        self.assertAllClose(value, expected)
+
+    def test_sampler_loss_is_small_when_sampler_is_right(self):
+        self.assertLess(float(losses.sampler_loss(tf.constant([20.0]), tf.constant([-20.0]))), 1e-6)
+
+    def test_generator_gan_loss_eq7_is_log_one_minus_d(self):
+        logits = tf.constant([0.0, 2.0])
+        expected = 0.5 * (math.log(1 - 0.5) + math.log(1 - 1 / (1 + math.exp(-2.0))))
+        self.assertAllClose(losses.generator_gan_loss(logits), expected)
+
+    def test_feature_matching_hand_value(self):
+        real = tf.constant([[1.0, 0.0], [3.0, 2.0]])  # mean [2, 1]
+        fake = tf.constant([[0.0, 0.0], [0.0, 1.0]])  # mean [0, 0.5]
+        self.assertAllClose(losses.feature_matching_loss(real, fake), 4.0 + 0.25)
+
+    def test_discriminator_gan_loss_eq8(self):
+        labeled, unlabeled, generated = tf.constant([1.0]), tf.constant([0.0]), tf.constant([-2.0])
+        expected = -math.log(1 / (1 + math.exp(-1.0))) - math.log(0.5) - math.log(1 - 1 / (1 + math.exp(2.0)))
+        self.assertAllClose(losses.discriminator_gan_loss(labeled, unlabeled, generated), expected)
+
+    def test_discriminator_gan_loss_averages_each_stream(self):
+        value = losses.discriminator_gan_loss(tf.constant([0.0, 0.0]), tf.constant([0.0, 0.0]),
+                                              tf.constant([0.0, 0.0]))
+        self.assertAllClose(value, 3 * math.log(2.0))
+
+    def test_discriminator_classification_loss_eq9(self):
+        logits_labeled = tf.constant([[0.0, 0.0], [2.0, 0.0]])
+        logits_generated = tf.constant([[0.0, math.log(3.0)]])
+        value = losses.discriminator_classification_loss(
+            logits_labeled, tf.constant([1, 0]), logits_generated, tf.constant([1]))
+        labeled = 0.5 * (math.log(2.0) + math.log(1 + math.exp(-2.0)))
+        generated = -math.log(3.0 / 4.0)
+        self.assertAllClose(value, labeled + generated)
+
+    def test_encoder_bigan_loss_eq10_plays_against_d(self):
+        value = losses.encoder_bigan_loss(tf.constant([1.0]), tf.constant([-1.0]))
+        self.assertAllClose(value, -math.log(1 - 1 / (1 + math.exp(-1.0))) - math.log(1 - 1 / (1 + math.exp(1.0))))
+        # The encoder gains when D is fooled: lower real/fake logits give a lower loss.
+        self.assertLess(float(losses.encoder_bigan_loss(tf.constant([-3.0]), tf.constant([-3.0]))), float(value))
+
+    def test_eq11_and_eq12_combine_with_lambdas(self):
+        weights = losses.LossWeights(gan=2.0, cls=3.0, feature_matching=0.5)
+        self.assertAllClose(losses.encoder_generator_loss(1.0, 2.0, 3.0, 4.0, weights), 1.0 + 2.0 * (2.0 + 3.0 + 2.0))
+        self.assertAllClose(losses.discriminator_loss(1.0, 2.0, weights), 2.0 + 6.0)
+
+    def test_losses_use_the_global_batch_size(self):
+        value = losses.sampler_loss(tf.constant([0.0]), tf.constant([0.0]), global_batch_size=4)
+        self.assertAllClose(value, 2 * math.log(2.0) / 4)
+
+
+if __name__ == "__main__":
+    tf.test.main()
