@@ -14,6 +14,25 @@ import os
 import sys
 import tempfile
 
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with native stderr muted: its C++ start-up lines (CUDA probing on a
+    CPU-only host) come before logging is configured and would bury our one-line errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    saved_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
+# pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 import keras

@@ -66,29 +66,42 @@ class ARALModel(keras.Model):
         mu, log_var = self.encoder(images, labels, training=training)
         return mu, log_var, mu + tf.exp(0.5 * log_var) * noise
 
-    def train_step(self, batch):
-        """One iteration of Alg. 1 (lines 8-19); returns this replica's loss values."""
-        labeled = to_model_range(batch["labeled_images"])
-        unlabeled = to_model_range(batch["unlabeled_images"])
+    def prepare_batch(self, batch):
+        """Model-range images, one-hot labels and the step's random draws from a raw batch."""
         labels = tf.cast(batch["labels"], tf.int32)
         prior_labels = tf.cast(batch["prior_labels"], tf.int32)
-        labels_one_hot = tf.one_hot(labels, self.num_classes)
-        prior_one_hot = tf.one_hot(prior_labels, self.num_classes)
-        prior_latent = tf.cast(batch["prior_latent"], tf.float32)
-        noise = tf.concat([batch["labeled_noise"], batch["unlabeled_noise"]], axis=0)
-        num_labeled = tf.shape(labeled)[0]
-        real = tf.concat([labeled, unlabeled], axis=0)
-        weights = self.loss_weights
+        return {
+            "real": to_model_range(tf.concat([batch["labeled_images"], batch["unlabeled_images"]], axis=0)),
+            "num_labeled": tf.shape(batch["labeled_images"])[0],
+            "labels": labels,
+            "labels_one_hot": tf.one_hot(labels, self.num_classes),
+            "prior_latent": tf.cast(batch["prior_latent"], tf.float32),
+            "prior_labels": prior_labels,
+            "prior_one_hot": tf.one_hot(prior_labels, self.num_classes),
+            "noise": tf.cast(tf.concat([batch["labeled_noise"], batch["unlabeled_noise"]], axis=0), tf.float32),
+        }
 
-        # Lines 10-12: E and G descend Eq. 11.
+    def train_step(self, batch):
+        """One iteration of Alg. 1 (lines 8-19); returns this replica's loss values."""
+        inputs = self.prepare_batch(batch)
+        encoder_generator_losses = self.update_encoder_generator(inputs)
+        discriminator_losses, latent_means = self.update_discriminator(inputs)
+        sampler_losses = self.update_sampler(inputs, latent_means)
+        return {**encoder_generator_losses, **discriminator_losses, **sampler_losses}
+
+    def update_encoder_generator(self, inputs):
+        """Alg. 1 lines 10-12: E and G descend Eq. 11."""
+        real, num_labeled = inputs["real"], inputs["num_labeled"]
+        num_real = tf.shape(real)[0]
+        weights = self.loss_weights
         with tf.GradientTape() as tape:
             real_features, real_logits = self.discriminator(real, training=True)
             inferred = tf.stop_gradient(tf.nn.softmax(real_logits[num_labeled:]))
-            conditioning = tf.concat([labels_one_hot, inferred], axis=0)
-            mu, log_var, latent = self._encode(real, conditioning, noise, training=True)
-            decoded = self.generator(tf.concat([latent, prior_latent], axis=0),
-                                     tf.concat([conditioning, prior_one_hot], axis=0), training=True)
-            reconstructions, generated = decoded[:tf.shape(real)[0]], decoded[tf.shape(real)[0]:]
+            conditioning = tf.concat([inputs["labels_one_hot"], inferred], axis=0)
+            mu, log_var, latent = self._encode(real, conditioning, inputs["noise"], training=True)
+            decoded = self.generator(tf.concat([latent, inputs["prior_latent"]], axis=0),
+                                     tf.concat([conditioning, inputs["prior_one_hot"]], axis=0), training=True)
+            reconstructions, generated = decoded[:num_real], decoded[num_real:]
             generated_features, generated_logits = self.discriminator(generated, training=True)
             nll = losses.reconstruction_nll(real, reconstructions)
             kl = losses.kl_divergence(mu, log_var)
@@ -99,58 +112,54 @@ class ARALModel(keras.Model):
             real_pair_logits = self.discriminator.real_fake_logit(real_features, real_logits, latent,
                                                                   conditioning)
             generated_pair_logits = self.discriminator.real_fake_logit(
-                generated_features, generated_logits, prior_latent, prior_one_hot)
+                generated_features, generated_logits, inputs["prior_latent"], inputs["prior_one_hot"])
             encoder_gan = losses.encoder_bigan_loss(real_pair_logits[:num_labeled],
                                                     real_pair_logits[num_labeled:])
             generator_gan = losses.generator_gan_loss(generated_pair_logits)
             feature_matching = losses.feature_matching_loss(
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)
-            encoder_generator_loss = losses.encoder_generator_loss(
-                acquisition, encoder_gan, generator_gan, feature_matching, weights)
+            loss = losses.encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching,
+                                                 weights)
         variables = self.encoder_generator_variables
-        self.encoder_generator_optimizer.apply_gradients(
-            zip(tape.gradient(encoder_generator_loss, variables), variables))
+        self.encoder_generator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss_encoder_generator": loss, "acquisition": acquisition, "encoder_gan": encoder_gan,
+                "generator_gan": generator_gan, "feature_matching": feature_matching}
 
-        # Lines 14-16: D descends Eq. 12, with the updated E and G.
-        generated = self.generator(prior_latent, prior_one_hot, training=True)
+    def update_discriminator(self, inputs):
+        """Alg. 1 lines 14-16: D descends Eq. 12, seeing the current E and G.
+
+        Returns the losses and the latent means of the real images, which S trains on next.
+        """
+        real, num_labeled = inputs["real"], inputs["num_labeled"]
+        num_real = tf.shape(real)[0]
+        generated = self.generator(inputs["prior_latent"], inputs["prior_one_hot"], training=True)
         with tf.GradientTape() as tape:
             features, logits = self.discriminator(tf.concat([real, generated], axis=0), training=True)
-            num_real = tf.shape(real)[0]
             inferred = tf.stop_gradient(tf.nn.softmax(logits[num_labeled:num_real]))
-            conditioning = tf.concat([labels_one_hot, inferred], axis=0)
-            mu, _, latent = self._encode(real, conditioning, noise, training=True)
-            latent = tf.stop_gradient(latent)
+            conditioning = tf.concat([inputs["labels_one_hot"], inferred], axis=0)
+            mu, _, latent = self._encode(real, conditioning, inputs["noise"], training=True)
             pair_logits = self.discriminator.real_fake_logit(
-                features, logits, tf.concat([latent, prior_latent], axis=0),
-                tf.concat([conditioning, prior_one_hot], axis=0))
-            discriminator_gan = losses.discriminator_gan_loss(
+                features, logits, tf.stop_gradient(tf.concat([latent, inputs["prior_latent"]], axis=0)),
+                tf.concat([conditioning, inputs["prior_one_hot"]], axis=0))
+            gan = losses.discriminator_gan_loss(
                 pair_logits[:num_labeled], pair_logits[num_labeled:num_real], pair_logits[num_real:])
             classification = losses.discriminator_classification_loss(
-                logits[:num_labeled], labels, logits[num_real:], prior_labels)
-            discriminator_loss = losses.discriminator_loss(discriminator_gan, classification, weights)
+                logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"])
+            loss = losses.discriminator_loss(gan, classification, self.loss_weights)
         variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply_gradients(
-            zip(tape.gradient(discriminator_loss, variables), variables))
+        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss_discriminator": loss, "discriminator_gan": gan,
+                "classification": classification}, tf.stop_gradient(mu)
 
-        # Lines 17-19: S descends Eq. 13 on the codes of the (unchanged since) encoder.
-        mu = tf.stop_gradient(mu)
+    def update_sampler(self, inputs, latent_means):
+        """Alg. 1 lines 17-19: S descends Eq. 13 on the latent means of labeled and unlabeled images."""
+        num_labeled = inputs["num_labeled"]
         with tf.GradientTape() as tape:
-            sampler_logits = self.sampler(mu, training=True)
-            sampler_loss = losses.sampler_loss(sampler_logits[:num_labeled], sampler_logits[num_labeled:])
+            sampler_logits = self.sampler(latent_means, training=True)
+            loss = losses.sampler_loss(sampler_logits[:num_labeled], sampler_logits[num_labeled:])
         variables = self.sampler.trainable_variables
-        self.sampler_optimizer.apply_gradients(zip(tape.gradient(sampler_loss, variables), variables))
-
-        return {
-            "loss_encoder_generator": encoder_generator_loss,
-            "loss_discriminator": discriminator_loss,
-            "loss_sampler": sampler_loss,
-            "acquisition": acquisition,
-            "encoder_gan": encoder_gan,
-            "generator_gan": generator_gan,
-            "feature_matching": feature_matching,
-            "discriminator_gan": discriminator_gan,
-            "classification": classification,
-        }
+        self.sampler_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss_sampler": loss}
 
     def classify(self, images):
         """Class logits C(x) for uint8 images (inference mode)."""

@@ -34,6 +34,7 @@ class NetworkConfig:
     input_noise_std: float = 0.3
     hidden_noise_std: float = 0.5
     dropout_rate: float = 0.5
+    sampler_units: int = 512
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -57,6 +58,37 @@ def _leaky_relu(x):
 def _with_label(features, label):
     """Concatenates a flat feature tensor and a one-hot (or soft) label."""
     return keras.ops.concatenate([features, keras.ops.cast(label, features.dtype)], axis=-1)
+
+
+class WeightNormDense(keras.layers.Layer):
+    """Dense layer with weight normalisation (Salimans & Kingma, 2016): w = g * v / ||v||.
+
+    The MNIST discriminator of Improved-GAN [27] uses it; it keeps the
+    discriminator's features on a stable scale for feature matching.
+    """
+
+    def __init__(self, units, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        self.direction = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform",
+                                         name="direction")
+        self.scale = self.add_weight(shape=(self.units,), initializer="ones", name="scale")
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        norm = keras.ops.sqrt(keras.ops.sum(keras.ops.square(self.direction), axis=0) + 1e-12)
+        outputs = keras.ops.matmul(inputs, self.direction) * (self.scale / norm) + self.bias
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "activation": keras.activations.serialize(self.activation)}
 
 
 class Encoder(keras.Model):
@@ -143,7 +175,7 @@ class Discriminator(keras.Model):
             for index, base in enumerate((1000, 500, 250, 250, 250)):
                 if index:
                     layers.append(keras.layers.GaussianNoise(config.hidden_noise_std))
-                layers.append(keras.layers.Dense(config.units(base), activation=_leaky_relu))
+                layers.append(WeightNormDense(config.units(base), activation=_leaky_relu))
             self.trunk = keras.Sequential(layers, name="trunk")
         elif config.architecture == "cnn":
             self.trunk = keras.Sequential(_cnn_discriminator_layers(config), name="trunk")
@@ -151,7 +183,7 @@ class Discriminator(keras.Model):
             self.trunk = keras.Sequential(
                 _conv_downsampler(config, residual=True, dropout=config.dropout_rate)
                 + [keras.layers.GlobalAveragePooling2D()], name="trunk")
-        self.classifier = keras.layers.Dense(config.num_classes, name="classifier")
+        self.classifier = WeightNormDense(config.num_classes, name="classifier")
         self.latent_pathway = keras.layers.Dense(config.units(250), activation=_leaky_relu,
                                                  name="latent_pathway")
         self.pair_head = keras.Sequential([
@@ -185,7 +217,7 @@ class Sampler(keras.Model):
         super().__init__(**kwargs)
         self.config = config
         self.body = keras.Sequential(
-            [keras.layers.Dense(512, activation="relu") for _ in range(4)] + [keras.layers.Dense(1)],
+            [keras.layers.Dense(config.sampler_units, activation="relu") for _ in range(4)] + [keras.layers.Dense(1)],
             name="body")
 
     def call(self, latent_mean, training=False):

@@ -1,0 +1,28 @@
+"""Tiny models and batches shared by the tests."""
+
+import numpy as np
+
+from aral_tf.networks import NetworkConfig
+from aral_tf.training import BatchStream
+
+TINY_SHAPE = (8, 8, 1)
+
+
+def tiny_config(architecture="mlp", image_shape=TINY_SHAPE, noise=0.0, **kwargs):
+    """A small network config; noise and dropout off by default so steps are reproducible anywhere."""
+    return NetworkConfig(image_shape=image_shape, num_classes=3, architecture=architecture, latent_dim=4,
+                         width=0.02, sampler_units=16, input_noise_std=noise, hidden_noise_std=noise, dropout_rate=noise,
+                         **kwargs)
+
+
+def tiny_images(count, image_shape=TINY_SHAPE, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count,) + tuple(image_shape), dtype=np.uint8)
+
+
+def tiny_batch(config, batch_size=4, seed=0):
+    """One training batch for `config` from a random pool of 20 images."""
+    images = tiny_images(20, config.image_shape, seed)
+    labeled = np.arange(5)
+    labels = np.array([0, 1, 2, 0, 1])
+    stream = BatchStream(images, labels, labeled, batch_size, config.latent_dim, config.num_classes, seed)
+    return stream.next()

@@ -1,0 +1,97 @@
+"""ARALModel: which networks each update of Alg. 1 changes, and strategy invariance of train_step."""
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from aral_tf.model import ARALModel
+from aral_tf.training import Trainer
+from tests.helpers import tiny_batch, tiny_config
+
+NETWORKS = ("encoder", "generator", "discriminator", "sampler")
+
+
+def snapshot(model):
+    return {name: [v.numpy().copy() for v in getattr(model, name).trainable_variables] for name in NETWORKS}
+
+
+def changed_networks(before, after):
+    return {name for name in NETWORKS
+            if any(not np.array_equal(old, new) for old, new in zip(before[name], after[name]))}
+
+
+class GradientFlowTest(tf.test.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        keras.utils.set_random_seed(1)
+        self.model = ARALModel(tiny_config())
+        self.inputs = self.model.prepare_batch(tiny_batch(self.model.network_config))
+
+    def test_encoder_generator_update_changes_only_e_and_g(self):
+        before = snapshot(self.model)
+        self.model.update_encoder_generator(self.inputs)
+        self.assertEqual(changed_networks(before, snapshot(self.model)), {"encoder", "generator"})
+
+    def test_discriminator_update_changes_only_d(self):
+        before = snapshot(self.model)
+        self.model.update_discriminator(self.inputs)
+        self.assertEqual(changed_networks(before, snapshot(self.model)), {"discriminator"})
+
+    def test_sampler_update_changes_only_s(self):
+        _, latent_means = self.model.update_discriminator(self.inputs)
+        before = snapshot(self.model)
+        self.model.update_sampler(self.inputs, latent_means)
+        self.assertEqual(changed_networks(before, snapshot(self.model)), {"sampler"})
+
+    def test_every_trainable_variable_receives_a_gradient_in_train_step(self):
+        before = snapshot(self.model)
+        self.model.train_step(tiny_batch(self.model.network_config))
+        after = snapshot(self.model)
+        for name in NETWORKS:
+            for index, (old, new) in enumerate(zip(before[name], after[name])):
+                self.assertFalse(np.array_equal(old, new), f"{name} variable {index} did not change")
+
+    def test_train_step_returns_finite_losses(self):
+        values = self.model.train_step(tiny_batch(self.model.network_config))
+        self.assertContainsSubset({"loss_encoder_generator", "loss_discriminator", "loss_sampler"}, values)
+        for name, value in values.items():
+            self.assertTrue(np.isfinite(value.numpy()), name)
+
+    def test_generated_images_train_the_classifier(self):
+        """Eq. 9's second term: D's gradient depends on the generated images' conditioning labels."""
+        batch = tiny_batch(self.model.network_config)
+        flipped = dict(batch, prior_labels=(batch["prior_labels"] + 1) % 3)
+        results = []
+        for candidate in (batch, flipped):
+            keras.utils.set_random_seed(1)
+            model = ARALModel(tiny_config())
+            model.update_discriminator(model.prepare_batch(candidate))
+            results.append(model.discriminator.classifier.get_weights()[0])
+        self.assertNotAllClose(results[0], results[1])
+
+
+class StrategyInvarianceTest(tf.test.TestCase):
+
+    def test_mirrored_step_equals_default_step(self):
+        config = tiny_config()
+        batch = tiny_batch(config, batch_size=8)
+        keras.utils.set_random_seed(3)
+        reference = ARALModel(config)
+        initial = reference.get_weights()
+        expected_losses = {k: float(v) for k, v in reference.train_step(batch).items()}
+
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        self.assertEqual(strategy.num_replicas_in_sync, 2)
+        with strategy.scope():
+            mirrored = ARALModel(config)
+        mirrored.set_weights(initial)
+        losses = Trainer(mirrored, strategy).train_step(batch)
+        for name, value in expected_losses.items():
+            self.assertAllClose(losses[name], value, rtol=1e-4, atol=1e-5, msg=name)
+        for expected, actual, variable in zip(reference.get_weights(), mirrored.get_weights(), reference.weights):
+            self.assertAllClose(actual, expected, rtol=1e-4, atol=1e-5, msg=variable.path)
+
+
+if __name__ == "__main__":
+    tf.test.main()
