@@ -10,9 +10,11 @@ Conventions:
   batch times the number of replicas, which is right for equal-sized splits.
 - Labeled, unlabeled and generated streams have the same batch size.
 
-Two equations are implemented as the working game of the method they cite
+Three equations are implemented as the working game of the method they cite
 rather than as printed (see README, "Where we depart from the printed
 equations"):
+- Eq. 7 prints the minimax generator loss log(1 - D(G(z, y), z, y)); we use
+  the non-saturating -log D(G(z, y), z, y) (see `generator_gan_loss`).
 - Eq. 8 prints +log D(G(z, y), z, y) for generated images; we use the GAN
   discriminator's -log(1 - D(G(z, y), z, y)) (TF-GAN's minimax loss). Both
   push D(G) towards 0; the printed form has no lower bound.
@@ -103,22 +105,31 @@ def sampler_loss(sampler_logits_labeled, sampler_logits_unlabeled, global_batch_
 
 
 def generator_gan_loss(real_fake_logits_generated, global_batch_size=None):
-    """Eq. 7: E_{z~p(z), y~p(y)}[log(1 - D(G(z, y), z, y))], as printed (the minimax game)."""
-    return _mean(-tf.nn.softplus(real_fake_logits_generated), global_batch_size)
+    """Eq. 7 in its non-saturating form: -E_{z~p(z), y~p(y)}[log D(G(z, y), z, y)].
+
+    Printed as E[log(1 - D(G(z, y), z, y))], the minimax form. It has the same
+    fixed point, but its gradient vanishes while D rejects the generated images,
+    and then G never learns to use its class input, so the generated images
+    that train C (Eq. 9) carry random labels. Goodfellow et al. (2014) give the
+    non-saturating form for practice; TF-GAN calls it the modified generator loss.
+    """
+    return _mean(tf.nn.softplus(-real_fake_logits_generated), global_batch_size)
 
 
 def feature_matching_loss(features_unlabeled, features_generated, global_batch_size=None):
     """Feature matching of Salimans et al. [27] (paper Sec. 4.1), added to G's GAN loss.
 
-        || E_{x~X_U}[D~(x)] - E_{z, y}[D~(G(z, y))] ||^2
+        mean_k ( E_{x~X_U}[D~(x)_k] - E_{z, y}[D~(G(z, y))_k] )^2
 
-    The means are over the global batch (all-reduced across replicas). Each
-    replica returns its 1/num_replicas share so that the summed gradients
-    equal the single-device gradient.
+    (the squared distance of the mean features, averaged over the feature
+    dimension as in the reference implementation). The means are over the
+    global batch (all-reduced across replicas). Each replica returns its
+    1/num_replicas share so that the summed gradients equal the single-device
+    gradient.
     """
     difference = (_global_batch_mean(features_unlabeled, global_batch_size)
                   - _global_batch_mean(features_generated, global_batch_size))
-    return tf.reduce_sum(tf.square(difference)) / tf.cast(_num_replicas(), difference.dtype)
+    return tf.reduce_mean(tf.square(difference)) / tf.cast(_num_replicas(), difference.dtype)
 
 
 def discriminator_gan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled,

@@ -31,7 +31,7 @@ class NetworkConfig:
     architecture: str = "mlp"
     latent_dim: int = 100
     width: float = 1.0
-    input_noise_std: float = 0.3
+    input_noise_std: float = 0.6
     hidden_noise_std: float = 0.5
     dropout_rate: float = 0.5
     sampler_units: int = 512
@@ -63,19 +63,23 @@ def _with_label(features, label):
 class WeightNormDense(keras.layers.Layer):
     """Dense layer with weight normalisation (Salimans & Kingma, 2016): w = g * v / ||v||.
 
-    The MNIST discriminator of Improved-GAN [27] uses it; it keeps the
-    discriminator's features on a stable scale for feature matching.
+    The MNIST discriminator of Improved-GAN [27] uses it with the scale g fixed
+    in the hidden layers (`train_scale=False`) and trained only in the class
+    layer: the hidden layers then cannot grow their outputs, which keeps the
+    GAN game and feature matching stable.
     """
 
-    def __init__(self, units, activation=None, **kwargs):
+    def __init__(self, units, activation=None, train_scale=True, **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.activation = keras.activations.get(activation)
+        self.train_scale = train_scale
 
     def build(self, input_shape):
         self.direction = self.add_weight(shape=(input_shape[-1], self.units), initializer="glorot_uniform",
                                          name="direction")
-        self.scale = self.add_weight(shape=(self.units,), initializer="ones", name="scale")
+        self.scale = self.add_weight(shape=(self.units,), initializer="ones", name="scale",
+                                     trainable=self.train_scale)
         self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
 
     def call(self, inputs):
@@ -87,7 +91,7 @@ class WeightNormDense(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.units,)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units,
+        return {**super().get_config(), "units": self.units, "train_scale": self.train_scale,
                 "activation": keras.activations.serialize(self.activation)}
 
 
@@ -175,7 +179,7 @@ class Discriminator(keras.Model):
             for index, base in enumerate((1000, 500, 250, 250, 250)):
                 if index:
                     layers.append(keras.layers.GaussianNoise(config.hidden_noise_std))
-                layers.append(WeightNormDense(config.units(base), activation=_leaky_relu))
+                layers.append(WeightNormDense(config.units(base), activation="relu", train_scale=False))
             self.trunk = keras.Sequential(layers, name="trunk")
         elif config.architecture == "cnn":
             self.trunk = keras.Sequential(_cnn_discriminator_layers(config), name="trunk")

@@ -28,7 +28,7 @@ flags.DEFINE_string("initial_indices", None,
 flags.DEFINE_integer("initial_labels", 10, "Size of the initial labeled set, drawn uniformly with --seed.")
 flags.DEFINE_integer("budget", 10, "Labels queried per acquisition round.")
 flags.DEFINE_integer("cycles", 10, "Acquisition rounds; the model is trained and evaluated cycles + 1 times.")
-flags.DEFINE_integer("train_steps", 2000, "Training steps per cycle (warm start across cycles).")
+flags.DEFINE_integer("train_steps", 1800, "Training steps per cycle (warm start across cycles).")
 flags.DEFINE_integer("batch_size", 100,
                      "Global batch size of each stream (labeled, unlabeled, generated).")
 flags.DEFINE_integer("eval_batch_size", 500, "Batch size for evaluation and pool scoring.")
@@ -41,7 +41,8 @@ flags.DEFINE_enum("architecture", "auto", ["auto", "mlp", "cnn", "resnet"],
                   "Network family; auto: mlp up to 28x28 pixels, cnn up to 32x32, resnet above.")
 flags.DEFINE_float("width", 1.0, "Width multiplier for every layer of E, G and D.")
 flags.DEFINE_integer("latent_dim", 100, "Latent dimension d_z.")
-flags.DEFINE_float("input_noise_std", 0.3, "Gaussian noise on D's input.")
+flags.DEFINE_float("input_noise_std", 0.6,
+                  "Gaussian noise on D's input, images in [-1, 1] (0.6 = Salimans et al.'s 0.3 on [0, 1]).")
 flags.DEFINE_float("hidden_noise_std", 0.5, "Gaussian noise between the layers of the MLP D.")
 flags.DEFINE_float("dropout_rate", 0.5, "Dropout between the blocks of the convolutional D.")
 flags.DEFINE_float("lambda_gan", 1.0, "lambda_gan of Eqs. 11-12.")

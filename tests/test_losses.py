@@ -46,15 +46,15 @@ class LossesTest(tf.test.TestCase):
     def test_sampler_loss_is_small_when_sampler_is_right(self):
         self.assertLess(float(losses.sampler_loss(tf.constant([20.0]), tf.constant([-20.0]))), 1e-6)
 
-    def test_generator_gan_loss_eq7_is_log_one_minus_d(self):
+    def test_generator_gan_loss_eq7_is_minus_log_d(self):
         logits = tf.constant([0.0, 2.0])
-        expected = 0.5 * (math.log(1 - 0.5) + math.log(1 - 1 / (1 + math.exp(-2.0))))
+        expected = -0.5 * (math.log(0.5) + math.log(1 / (1 + math.exp(-2.0))))
         self.assertAllClose(losses.generator_gan_loss(logits), expected)
 
     def test_feature_matching_hand_value(self):
         real = tf.constant([[1.0, 0.0], [3.0, 2.0]])  # mean [2, 1]
         fake = tf.constant([[0.0, 0.0], [0.0, 1.0]])  # mean [0, 0.5]
-        self.assertAllClose(losses.feature_matching_loss(real, fake), 4.0 + 0.25)
+        self.assertAllClose(losses.feature_matching_loss(real, fake), (4.0 + 0.25) / 2)
 
     def test_discriminator_gan_loss_eq8(self):
         labeled, unlabeled, generated = tf.constant([1.0]), tf.constant([0.0]), tf.constant([-2.0])
