@@ -178,6 +178,9 @@ def main(argv):
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE)
+    except FloatingPointError as error:
+        print(f"error: {error}; the results of the finished cycles are kept", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,16 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def _load_numpy(path: str, prefix: str, kind: str):
+    """np.load without pickle; a missing or unreadable file becomes a one-line DataError."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"{prefix}no such file") from None
+    except _READ_ERRORS as error:
+        raise DataError(f"{prefix}not a readable {kind} file ({_one_line(error)})") from None
+
+
 def _shape_text(shape) -> str:
     return "x".join(str(size) for size in shape)
 
@@ -179,12 +189,7 @@ def load_npz(
     Errors are `DataError`s starting with f"{flag}={path}: ".
     """
     prefix = f"{flag}={path}: "
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{prefix}no such file") from None
-    except _READ_ERRORS as error:
-        raise DataError(f"{prefix}not a readable .npz file ({_one_line(error)})") from None
+    archive = _load_numpy(path, prefix, ".npz")
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{prefix}holds a single array; expected an .npz archive (np.savez)")
     with archive:
@@ -298,12 +303,7 @@ def initial_indices(pool_size: int, count: int, seed: int) -> np.ndarray:
 def load_initial_indices(path: str, pool_size: int) -> np.ndarray:
     """Reads an .npy of distinct pool indices in [0, pool_size); returns them sorted int64."""
     prefix = f"--initial_indices={path}: "
-    try:
-        indices = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{prefix}no such file") from None
-    except _READ_ERRORS as error:
-        raise DataError(f"{prefix}not a readable .npy file ({_one_line(error)})") from None
+    indices = _load_numpy(path, prefix, ".npy")
     if not isinstance(indices, np.ndarray):
         indices.close()
         raise DataError(f"{prefix}is an .npz archive; expected an .npy array (np.save)")

@@ -51,6 +51,17 @@ class NetworkConfig:
         return max(4, int(round(base * self.width)))
 
 
+# E's outputs are softly bounded. The KL term that should hold them near the prior has weight
+# lambda_trd * beta = 0.001, and the BiGAN game (Eq. 10) drove the codes to overflow without a bound.
+MAX_ABS_MEAN = 10.0
+MAX_ABS_LOG_VARIANCE = 8.0
+
+
+def _soft_bound(x, limit):
+    """limit * tanh(x / limit): the identity near 0, never beyond +-limit."""
+    return limit * keras.ops.tanh(x / limit)
+
+
 def _leaky_relu(x):
     return keras.activations.leaky_relu(x, negative_slope=0.2)
 
@@ -122,7 +133,7 @@ class Encoder(keras.Model):
     def call(self, images, labels, training=False):
         stats = self.head(_with_label(self.trunk(images, training=training), labels), training=training)
         mu, log_var = keras.ops.split(stats, 2, axis=-1)
-        return mu, log_var
+        return _soft_bound(mu, MAX_ABS_MEAN), _soft_bound(log_var, MAX_ABS_LOG_VARIANCE)
 
 
 class Generator(keras.Model):
