@@ -21,6 +21,11 @@ from aral_tf.acquisition import select_queries
 from aral_tf.training import BatchStream, Trainer, predict_in_batches
 
 
+# Pool images (no labels) for the data-dependent initialisation of D, and the seed stream they are drawn with.
+INIT_SAMPLE_SIZE = 500
+INIT_SAMPLE_STREAM = 1_000_003
+
+
 @dataclasses.dataclass(frozen=True)
 class LoopConfig:
     """The schedule of an active learning run."""
@@ -91,11 +96,15 @@ def evaluate(model, images, labels, batch_size):
 def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print):
     """Alg. 1: trains, evaluates, queries and labels for `config.cycles` rounds.
 
+    Before the first cycle, D's weight-normalised layers are initialised from
+    500 pool images drawn with the seed (images only; no labels are read).
     The model is trained and evaluated `cycles + 1` times, warm-started across
     cycles. Returns the list of per-cycle records written to results.jsonl.
     """
     labeled = np.sort(np.asarray(initial_indices, dtype=np.int64))
     labels = oracle.label(labeled)
+    sample = np.random.default_rng([config.seed, INIT_SAMPLE_STREAM]).permutation(len(data.x_train))
+    model.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
     trainer = Trainer(model, strategy)
     results_path = os.path.join(config.output_dir, "results.jsonl")
     records = []

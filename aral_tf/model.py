@@ -48,6 +48,10 @@ class ARALModel(keras.Model):
                                                   self.discriminator.trainable_variables)
         self.sampler_optimizer = self._adam(optimizer_config.sampler_lr, self.sampler.trainable_variables)
 
+    def initialize_from_data(self, images):
+        """Data-dependent initialisation of D's weight-normalised layers on uint8 pool images (no labels)."""
+        self.discriminator.initialize_from_data(to_model_range(images))
+
     def _adam(self, learning_rate, variables):
         optimizer = keras.optimizers.Adam(learning_rate, beta_1=self.optimizer_config.beta_1)
         optimizer.build(variables)

@@ -98,6 +98,19 @@ class WeightNormDense(keras.layers.Layer):
         outputs = keras.ops.matmul(inputs, self.direction) * (self.scale / norm) + self.bias
         return self.activation(outputs)
 
+    def initialize_from_data(self, inputs):
+        """Data-dependent initialisation (Salimans & Kingma): unit-variance, zero-mean outputs on `inputs`.
+
+        Returns this layer's outputs on `inputs` after the change.
+        """
+        norm = keras.ops.sqrt(keras.ops.sum(keras.ops.square(self.direction), axis=0) + 1e-12)
+        pre_activation = keras.ops.matmul(inputs, self.direction) * (self.scale / norm)
+        mean = keras.ops.mean(pre_activation, axis=0)
+        std = keras.ops.sqrt(keras.ops.mean(keras.ops.square(pre_activation - mean), axis=0) + 1e-8)
+        self.scale.assign(self.scale / std)
+        self.bias.assign(-mean / std)
+        return self(inputs)
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
@@ -212,6 +225,15 @@ class Discriminator(keras.Model):
         self.classifier.build(features_shape)
         self.latent_pathway.build((None, self.config.latent_dim))
         self.pair_head.build((None, features_shape[-1] + self.latent_pathway.units))
+
+    def initialize_from_data(self, images):
+        """Data-dependent initialisation of the weight-normalised layers on model-range `images`."""
+        outputs = images
+        for layer in self.trunk.layers + [self.classifier]:
+            if isinstance(layer, WeightNormDense):
+                outputs = layer.initialize_from_data(outputs)
+            else:
+                outputs = layer(outputs, training=False)
 
     def call(self, images, training=False):
         """Returns (features h = D~(x), class logits C(x))."""

@@ -122,3 +122,17 @@ def test_tfds_dataset_with_mock_data(workdir):
         records = main.run()
     assert [record["num_labeled"] for record in records] == [4, 6]
     assert tf.io.gfile.exists(os.path.join(output_dir, "cycle_1", "labeled.npy"))
+
+
+def test_same_seed_same_indices_across_processes(workdir):
+    data_file = write_npz(os.path.join(workdir, "tiny.npz"))
+    selections = []
+    for name in ("first", "second"):
+        output_dir = os.path.join(workdir, name)
+        result = run_main("--dataset=mnist", f"--data_file={data_file}", f"--output_dir={output_dir}", "--seed=5",
+                          *TINY_RUN)
+        assert result.returncode == 0, result.stderr
+        selections.append([np.load(os.path.join(output_dir, f"cycle_{cycle}", f"{kind}.npy"), allow_pickle=False)
+                           for cycle, kind in ((0, "labeled"), (0, "selected"), (1, "labeled"))])
+    for first, second in zip(*selections):
+        np.testing.assert_array_equal(first, second)

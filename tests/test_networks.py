@@ -1,0 +1,98 @@
+"""Shapes of E, G, D, S for each architecture; weight norm and its data-dependent init; bounds."""
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from aral_tf import networks
+from tests.helpers import tiny_config
+
+
+class ArchitectureTest(tf.test.TestCase):
+
+    def check_shapes(self, config):
+        encoder, generator, discriminator, sampler = networks.build_networks(config)
+        images = tf.random.uniform((2,) + config.image_shape, -1.0, 1.0)
+        labels = tf.one_hot([0, 2], config.num_classes)
+        mu, log_var = encoder(images, labels)
+        self.assertEqual(mu.shape, (2, config.latent_dim))
+        self.assertEqual(log_var.shape, (2, config.latent_dim))
+        generated = generator(mu, labels)
+        self.assertEqual(generated.shape, (2,) + config.image_shape)
+        self.assertAllInRange(generated, -1.0, 1.0)
+        features, logits = discriminator(images)
+        self.assertEqual(logits.shape, (2, config.num_classes))
+        self.assertEqual(discriminator.real_fake_logit(features, logits, mu, labels).shape, (2,))
+        self.assertEqual(sampler(mu).shape, (2,))
+
+    def test_mlp(self):
+        self.check_shapes(tiny_config("mlp"))
+
+    def test_cnn(self):
+        self.check_shapes(tiny_config("cnn", image_shape=(32, 32, 3)))
+
+    def test_resnet(self):
+        self.check_shapes(tiny_config("resnet", image_shape=(16, 16, 3)))
+
+    def test_width_multiplier_scales_parameters(self):
+        small = networks.build_networks(tiny_config("cnn", image_shape=(32, 32, 3)))[2].count_params()
+        config = networks.NetworkConfig(image_shape=(32, 32, 3), num_classes=3, architecture="cnn", width=0.04,
+                                        latent_dim=4, sampler_units=16)
+        self.assertGreater(networks.build_networks(config)[2].count_params(), small)
+
+    def test_rejects_unknown_architecture_and_bad_width(self):
+        with self.assertRaisesRegex(ValueError, "unknown architecture"):
+            networks.NetworkConfig(image_shape=(8, 8, 1), num_classes=2, architecture="transformer")
+        with self.assertRaisesRegex(ValueError, "width"):
+            networks.NetworkConfig(image_shape=(8, 8, 1), num_classes=2, width=0.0)
+
+
+class RealFakeHeadTest(tf.test.TestCase):
+
+    def test_class_term_is_the_labels_logit(self):
+        keras.utils.set_random_seed(0)
+        discriminator = networks.build_networks(tiny_config())[2]
+        features, logits = discriminator(tf.zeros((1, 8, 8, 1)))
+        latent = tf.zeros((1, 4))
+        base = discriminator.real_fake_logit(features, logits, latent, tf.zeros((1, 3)))
+        for label in range(3):
+            value = discriminator.real_fake_logit(features, logits, latent, tf.one_hot([label], 3))
+            self.assertAllClose(value - base, logits[:, label])
+
+
+class WeightNormDenseTest(tf.test.TestCase):
+
+    def test_output_is_scale_times_unit_direction(self):
+        layer = networks.WeightNormDense(2)
+        layer.build((None, 2))
+        layer.direction.assign([[3.0, 0.0], [4.0, 2.0]])
+        layer.scale.assign([2.0, 1.0])
+        self.assertAllClose(layer(tf.constant([[1.0, 1.0]])), [[2.0 * 7.0 / 5.0, 1.0]])
+
+    def test_fixed_scale_is_not_trainable(self):
+        layer = networks.WeightNormDense(3, train_scale=False)
+        layer.build((None, 4))
+        self.assertNotIn(layer.scale.path, [v.path for v in layer.trainable_variables])
+
+    def test_data_dependent_init_standardises_outputs(self):
+        keras.utils.set_random_seed(0)
+        layer = networks.WeightNormDense(5)
+        inputs = tf.random.normal((200, 7)) * 3.0 + 1.0
+        layer.build(inputs.shape)
+        outputs = layer.initialize_from_data(inputs)
+        self.assertAllClose(tf.reduce_mean(outputs, axis=0), tf.zeros(5), atol=1e-4)
+        self.assertAllClose(tf.math.reduce_std(outputs, axis=0), tf.ones(5), atol=1e-3)
+
+
+class EncoderBoundTest(tf.test.TestCase):
+
+    def test_outputs_stay_bounded_for_extreme_inputs(self):
+        encoder = networks.build_networks(tiny_config())[0]
+        mu, log_var = encoder(tf.fill((1, 8, 8, 1), 1e6), tf.one_hot([0], 3))
+        self.assertAllInRange(mu, -networks.MAX_ABS_MEAN, networks.MAX_ABS_MEAN)
+        self.assertAllInRange(log_var, -networks.MAX_ABS_LOG_VARIANCE, networks.MAX_ABS_LOG_VARIANCE)
+        self.assertTrue(np.all(np.isfinite(mu.numpy())))
+
+
+if __name__ == "__main__":
+    tf.test.main()
