@@ -86,6 +86,8 @@ def _check_counts():
             raise UsageError(f"--{name}={value}: must be at least {minimum}")
     if FLAGS.width <= 0:
         raise UsageError(f"--width={FLAGS.width}: must be positive")
+    if not 0 <= FLAGS.classifier_average < 1:
+        raise UsageError(f"--classifier_average={FLAGS.classifier_average}: must be in [0, 1)")
 
 
 def _prepare_output_dir():
@@ -154,7 +156,7 @@ def run():
                         adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching),
             OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
                             discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
-                            beta_1=FLAGS.adam_beta_1))
+                            beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average))
     print(f"ARAL on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks; results in {output_dir}",
           flush=True)

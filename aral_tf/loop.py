@@ -119,11 +119,13 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         train_started = time.time()
         mean_losses = trainer.train(stream, config.train_steps, verbose=config.verbose)
         train_seconds = time.time() - train_started
-        accuracy = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
-        log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {num_labeled} labels")
+        with model.averaged_discriminator():
+            accuracy = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
+            log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {num_labeled} labels")
+            if cycle < config.cycles:
+                selected = select_queries(model, data.x_train, labeled, config.budget,
+                                          config.eval_batch_size, verbose=config.verbose)
         if cycle < config.cycles:
-            selected = select_queries(model, data.x_train, labeled, config.budget,
-                                      config.eval_batch_size, verbose=config.verbose)
             save_indices(os.path.join(cycle_dir, "selected.npy"), selected)
             order = np.argsort(np.concatenate([labeled, selected]), kind="stable")
             labels = np.concatenate([labels, oracle.label(selected)])[order]

@@ -1,5 +1,6 @@
 """The co-trained ARAL model and its training step (paper Alg. 1, lines 8-19)."""
 
+import contextlib
 import dataclasses
 
 import keras
@@ -21,6 +22,7 @@ class OptimizerConfig:
     discriminator_lr: float = 3e-3
     sampler_lr: float = 3e-3
     beta_1: float = 0.5
+    discriminator_average_momentum: float = 0.999
 
 
 class ARALModel(keras.Model):
@@ -45,17 +47,37 @@ class ARALModel(keras.Model):
         self.encoder_generator_optimizer = self._adam(optimizer_config.encoder_generator_lr,
                                                       self.encoder_generator_variables)
         self.discriminator_optimizer = self._adam(optimizer_config.discriminator_lr,
-                                                  self.discriminator.trainable_variables)
+                                                  self.discriminator.trainable_variables,
+                                                  average_momentum=optimizer_config.discriminator_average_momentum)
         self.sampler_optimizer = self._adam(optimizer_config.sampler_lr, self.sampler.trainable_variables)
 
     def initialize_from_data(self, images):
         """Data-dependent initialisation of D's weight-normalised layers on uint8 pool images (no labels)."""
         self.discriminator.initialize_from_data(to_model_range(images))
 
-    def _adam(self, learning_rate, variables):
-        optimizer = keras.optimizers.Adam(learning_rate, beta_1=self.optimizer_config.beta_1)
+    def _adam(self, learning_rate, variables, average_momentum=None):
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=self.optimizer_config.beta_1,
+                                          use_ema=average_momentum is not None,
+                                          ema_momentum=average_momentum or 0.99)
         optimizer.build(variables)
         return optimizer
+
+    @contextlib.contextmanager
+    def averaged_discriminator(self):
+        """Within this context D (and so C) holds the moving average of its weights.
+
+        Evaluation and acquisition use the average (Polyak averaging, as Salimans
+        et al. [27] evaluate their classifier): single GAN iterates oscillate.
+        Training weights are restored on exit.
+        """
+        variables = self.discriminator.trainable_variables
+        saved = [variable.numpy() for variable in variables]
+        self.discriminator_optimizer.finalize_variable_values(variables)
+        try:
+            yield
+        finally:
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
 
     @property
     def encoder_generator_variables(self):

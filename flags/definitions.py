@@ -55,6 +55,9 @@ flags.DEFINE_float("lr_encoder_generator", 1e-3, "Adam learning rate of E and G.
 flags.DEFINE_float("lr_discriminator", 3e-3, "Adam learning rate of D.")
 flags.DEFINE_float("lr_sampler", 3e-3, "Adam learning rate of S.")
 flags.DEFINE_float("adam_beta_1", 0.5, "Adam beta_1 of every optimizer.")
+flags.DEFINE_float("classifier_average", 0.999,
+                   "Momentum of the moving average of D's weights used for evaluation and acquisition "
+                   "(0 uses the last weights).")
 
 # Execution.
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],

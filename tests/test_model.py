@@ -71,6 +71,23 @@ class GradientFlowTest(tf.test.TestCase):
         self.assertNotAllClose(results[0], results[1])
 
 
+class AveragedDiscriminatorTest(tf.test.TestCase):
+
+    def test_swaps_in_the_average_and_restores_training_weights(self):
+        keras.utils.set_random_seed(2)
+        model = ARALModel(tiny_config())
+        for seed in range(3):
+            model.train_step(tiny_batch(model.network_config, seed=seed))
+        training_weights = [v.numpy().copy() for v in model.discriminator.trainable_variables]
+        averages = model.discriminator_optimizer._model_variables_moving_average  # pylint: disable=protected-access
+        with model.averaged_discriminator():
+            for variable, average in zip(model.discriminator.trainable_variables, averages):
+                self.assertAllClose(variable, average)
+            self.assertNotAllClose(model.discriminator.trainable_variables[0], training_weights[0])
+        for variable, weight in zip(model.discriminator.trainable_variables, training_weights):
+            self.assertAllEqual(variable.numpy(), weight)
+
+
 class StrategyInvarianceTest(tf.test.TestCase):
 
     def test_mirrored_step_equals_default_step(self):
