@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 
 from aral_tf import training
-from aral_tf.model import ARALModel
+from aral_tf.model import BATCH_KEYS, ARALModel
 from tests.helpers import tiny_config, tiny_images
 
 
@@ -39,6 +39,9 @@ class BatchStreamTest(tf.test.TestCase):
             for image in stream.next()["unlabeled_images"]:
                 for index in (3, 7, 9):
                     self.assertFalse(np.array_equal(images[index], image))
+
+    def test_batches_hold_exactly_the_keys_the_model_reads(self):
+        self.assertEqual(set(self.make_stream()[0].next()), set(BATCH_KEYS))
 
     def test_random_draw_shapes(self):
         batch = self.make_stream()[0].next()
