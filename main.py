@@ -117,10 +117,11 @@ _DATA_KEY = "pool_fingerprint"
 
 def _identity(data):
     """The flags a resumed run must keep, and what identifies the data (see definitions.MAY_CHANGE_ON_RESUME)."""
+    def report_order(name):
+        return (_IDENTITY_FIRST.index(name) if name in _IDENTITY_FIRST else len(_IDENTITY_FIRST), name)
+
     names = sorted((flag.name for flag in FLAGS.get_flags_for_module(definitions)
-                    if flag.name not in definitions.MAY_CHANGE_ON_RESUME),
-                   key=lambda name: (_IDENTITY_FIRST.index(name) if name in _IDENTITY_FIRST else len(_IDENTITY_FIRST),
-                                     name))
+                    if flag.name not in definitions.MAY_CHANGE_ON_RESUME), key=report_order)
     return {**{name: FLAGS[name].value for name in names}, _DATA_KEY: data_fingerprint(data)}
 
 
@@ -128,8 +129,8 @@ def _mismatch_message(mismatch):
     advice = "continue it with the same value or choose a new --output_dir"
     if mismatch.key == _DATA_KEY:
         source = f"--data_file={FLAGS.data_file}" if FLAGS.data_file else f"--dataset={FLAGS.dataset}"
-        return (f"{source}: these are not the images this run was started with "
-                f"(pool {mismatch.started['pool_size']}, {mismatch.started['image_shape']}); {advice}")
+        return (f"{source}: these are not the images this run was started with (their number, shape or "
+                f"SHA-256 differs); {advice}")
     given = f"--{mismatch.key}" + ("" if mismatch.given is None else f"={mismatch.given}")
     started = (f"without --{mismatch.key}" if mismatch.started is None
                else f"with --{mismatch.key}={mismatch.started}")
@@ -150,7 +151,10 @@ def _output_dir():
 
 
 def _open_run(run_dir, data, initial):
-    """Starts a new run in `run_dir` or checks that this command may continue the one there; returns its records."""
+    """Starts a new run in `run_dir` or checks that this command may continue the one there.
+
+    Returns the records of the run's finished cycles.
+    """
     if not os.path.exists(run_dir.run_path):
         if run_dir.holds_run_files():
             raise UsageError(f"--output_dir={run_dir.path}: holds run files but no run.json (a run of an older "
@@ -245,7 +249,8 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy):
           f"{data.num_classes} classes, {network_config.architecture} networks; {action} in {run_dir.path}",
           flush=True)
     if FLAGS.oracle == "files":
-        oracle = FileOracle(data.x_train, os.path.join(run_dir.path, "queries"), data.num_classes, data.class_names)
+        oracle = FileOracle(data.x_train, os.path.join(run_dir.path, "queries"), data.num_classes,
+                            data.class_names)
     else:
         oracle = SimulatedOracle(data.y_train)
     loop_config = LoopConfig(budget=FLAGS.budget, cycles=FLAGS.cycles, train_steps=FLAGS.train_steps,

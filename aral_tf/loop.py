@@ -127,7 +127,8 @@ def _labeled_set(cycle, model, data, initial_indices, oracle, config, run, notif
         previous = previous_labels = np.zeros(0, dtype=np.int64)
         queries, round_name = np.sort(np.asarray(initial_indices, dtype=np.int64)), "initial"
     else:
-        previous, previous_labels = run.load_array(cycle - 1, "labeled.npy"), run.load_array(cycle - 1, "labels.npy")
+        previous = run.load_array(cycle - 1, "labeled.npy")
+        previous_labels = run.load_array(cycle - 1, "labels.npy")
         if run.has(cycle - 1, "selected.npy"):
             queries = run.load_array(cycle - 1, "selected.npy")
         else:
@@ -166,10 +167,14 @@ def _train(cycle, trainer, checkpoint, data, labeled, labels, resumed, config, l
     def after_step(step, sums):
         notify("step", cycle, step)
         if step % config.checkpoint_every == 0 or step == config.train_steps:
+            seconds = carried_seconds + time.time() - started
             checkpoint.save(TrainingPosition(cycle=cycle, step=step, stream_state=stream.rng_state,
-                                             loss_sums=dict(sums), train_seconds=carried_seconds + time.time() - started))
+                                             loss_sums=dict(sums), train_seconds=seconds))
             notify("checkpoint", cycle, step)
 
-    mean_losses = trainer.train(stream, config.train_steps, verbose=config.verbose, first_step=first_step,
-                                loss_sums=loss_sums, after_step=after_step)
+    try:
+        mean_losses = trainer.train(stream, config.train_steps, verbose=config.verbose, first_step=first_step,
+                                    loss_sums=loss_sums, after_step=after_step)
+    except FloatingPointError as error:
+        raise FloatingPointError(f"cycle {cycle}: {error}") from None
     return mean_losses, carried_seconds + time.time() - started

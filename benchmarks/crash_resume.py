@@ -82,8 +82,8 @@ def main(argv):
     print(f"| {len(points)} | {len(killed)} | {'yes' if differences['same_files'] else 'NO'} | "
           f"{differences['cycles']} | {differences['accuracy']:.3g} | {differences['losses']:.3g} | "
           f"{differences['weights']:.3g} | {reference_seconds:.0f} | {crashed_seconds:.0f} |")
-    print(f"\nPoints ({', '.join(f'{kind}: {sum(p.startswith(kind + ':') for p in points)}' for kind in kinds)}): "
-          + ", ".join(f"`{point}`" for point in points))
+    counts = ", ".join(f"{kind}: {sum(point.split(':', 1)[0] == kind for point in points)}" for kind in kinds)
+    print(f"\nPoints ({counts}): " + ", ".join(f"`{point}`" for point in points))
     return 0 if differences["same_files"] and len(killed) == len(points) else 1
 
 

@@ -168,9 +168,10 @@ def compare_runs(first, second):
         "same_files": bool(same_files),
         "cycles": len(records[1]),
         "accuracy": max(abs(a["test_accuracy"] - b["test_accuracy"]) for a, b in zip(*records)),
-        "losses": max(abs(a["losses"][name] - b["losses"][name]) for a, b in zip(*records) for name in a["losses"]),
-        "weights": max(float(np.max(np.abs(weights[0][name].astype(np.float64) - weights[1][name].astype(np.float64)),
-                                    initial=0.0)) for name in common),
+        "losses": max(abs(one["losses"][name] - other["losses"][name])
+                      for one, other in zip(*records) for name in one["losses"]),
+        "weights": max(float(np.max(np.abs(weights[0][name].astype(np.float64) - weights[1][name]), initial=0.0))
+                       for name in common),
     }
 
 

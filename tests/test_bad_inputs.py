@@ -131,7 +131,8 @@ CASES = [
     Case("budget larger than the pool", ("--budget=40",), "--budget=40"),
     Case("negative train steps", ("--train_steps=-1",), "--train_steps=-1"),
     Case("zero initial labels", ("--initial_labels=0",), "--initial_labels=0"),
-    Case("initial labels fill the pool", ("--initial_labels=40", "--budget=1", "--cycles=0"), "--initial_labels=40"),
+    Case("initial labels fill the pool", ("--initial_labels=40", "--budget=1", "--cycles=0"),
+         "--initial_labels=40"),
     Case("negative cycles", ("--cycles=-1",), "--cycles=-1"),
     Case("zero width", ("--width=0",), "--width=0"),
     Case("zero latent dimension", ("--latent_dim=0",), "--latent_dim=0"),
@@ -180,7 +181,8 @@ CASES = [
     Case("changed batch size", ("--batch_size=8",), "--batch_size=8: this run was started with --batch_size=4"),
     Case("changed width", ("--width=0.03",), "--width=0.03: this run was started with --width=0.02"),
     Case("changed oracle", ("--oracle=files",), "--oracle=files: this run was started with --oracle=simulated"),
-    Case("added initial indices", ("--initial_indices={first_four}",), "this run was started without --initial_indices"),
+    Case("added initial indices", ("--initial_indices={first_four}",),
+         "this run was started without --initial_indices"),
     Case("other data file", ("--dataset={tiny_other}",), "--dataset={tiny_other}: this run was started with"),
     Case("images changed since the start", (), "--dataset={tiny}: these are not the images this run was started",
          prepare=_change_stored_image_hash),
@@ -241,7 +243,8 @@ def _data_files(workdir):
     rng = np.random.default_rng(0)
 
     def npz(name, train=40, test=10, shape=(8, 8, 1), **overrides):
-        arrays = {"x_train": rng.integers(0, 256, (train,) + shape, dtype=np.uint8), "y_train": np.arange(train) % 3,
+        arrays = {"x_train": rng.integers(0, 256, (train,) + shape, dtype=np.uint8),
+                  "y_train": np.arange(train) % 3,
                   "x_test": rng.integers(0, 256, (test,) + shape, dtype=np.uint8), "y_test": np.arange(test) % 3}
         arrays.update(overrides)
         path = os.path.join(workdir, name)
@@ -343,7 +346,8 @@ def snapshot(directory):
             found[os.path.relpath(os.path.join(parent, name), directory)] = "dir"
         for name in names:
             with open(os.path.join(parent, name), "rb") as stream:
-                found[os.path.relpath(os.path.join(parent, name), directory)] = hashlib.sha256(stream.read()).hexdigest()
+                digest = hashlib.sha256(stream.read()).hexdigest()
+            found[os.path.relpath(os.path.join(parent, name), directory)] = digest
     return found
 
 

@@ -69,11 +69,12 @@ class RunActiveLearningTest(tf.test.TestCase):
             self.assertEqual(selected.dtype, np.int64)
             self.assertLen(selected, 3)
             self.assertEmpty(np.intersect1d(labeled, selected))
-            self.assertAllEqual(indices(output_dir, cycle + 1, "labeled"), np.sort(np.concatenate([labeled, selected])))
+            self.assertAllEqual(indices(output_dir, cycle + 1, "labeled"),
+                                np.sort(np.concatenate([labeled, selected])))
         self.assertFalse(os.path.exists(os.path.join(output_dir, "cycle_2", "selected.npy")))
         self.assertEqual(oracle.queried, 10)
         for cycle in (0, 1, 2):
-            self.assertAllEqual(indices(output_dir, cycle, "labels"), np.arange(40)[indices(output_dir, cycle, "labeled")] % 3)
+            self.assertAllEqual(indices(output_dir, cycle, "labels"), indices(output_dir, cycle, "labeled") % 3)
 
     def test_same_seed_same_indices(self):
         first, second = self.enter_context(tempfile.TemporaryDirectory()), self.enter_context(tempfile.TemporaryDirectory())
@@ -148,8 +149,10 @@ class ResumeTest(tf.test.TestCase):
             with open(os.path.join(round_dir, "queries.csv"), encoding="utf-8") as stream:
                 queried = [int(line.split(",")[0]) for line in stream.read().splitlines()[1:]]
             with open(os.path.join(round_dir, "labels.csv"), "w", encoding="utf-8") as stream:
-                stream.write("pool_index,label\n" + "".join(f"{index},{data.y_train[index]}\n" for index in queried))
-        run(output_dir, data, oracle=FileOracle(data.x_train, os.path.join(output_dir, "queries"), data.num_classes))
+                stream.write("pool_index,label\n" + "".join(f"{index},{data.y_train[index]}\n"
+                                                              for index in queried))
+        queries_dir = os.path.join(output_dir, "queries")
+        run(output_dir, data, oracle=FileOracle(data.x_train, queries_dir, data.num_classes))
         assert_same_run(self, self.reference, output_dir)
 
     def test_divergence_stops_the_cycle_and_keeps_the_last_good_checkpoint(self):
@@ -165,7 +168,7 @@ class ResumeTest(tf.test.TestCase):
         config = loop.LoopConfig(budget=3, cycles=2, train_steps=5, batch_size=4, seed=0, output_dir=output_dir,
                                  eval_batch_size=5, verbose=False, checkpoint_every=2)
         data = tiny_data()
-        with self.assertRaisesRegex(FloatingPointError, "at step 4; training diverged"):
+        with self.assertRaisesRegex(FloatingPointError, "cycle 1: .* at step 4; training diverged"):
             loop.run_active_learning(model, make_strategy("default"), data, np.array([5, 1, 30, 12]),
                                      SimulatedOracle(data.y_train), config, log=lambda message: None,
                                      on_event=poison)

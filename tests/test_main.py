@@ -74,7 +74,8 @@ def fixture_fresh_flags():
     flags.FLAGS.unparse_flags()
 
 
-def test_files_oracle_writes_queries_then_continues_with_the_labels(workdir, capsys, fresh_flags):  # pylint: disable=unused-argument
+@pytest.mark.usefixtures("fresh_flags")
+def test_files_oracle_writes_queries_then_continues_with_the_labels(workdir, capsys):
     import main  # pylint: disable=import-outside-toplevel
 
     data_file = write_npz(os.path.join(workdir, "tiny.npz"))

@@ -52,7 +52,8 @@ def test_labels_file_with_byte_order_mark_and_crlf(workdir):
 
 
 def test_digit_class_names_need_no_hint():
-    assert oracle._label_hint(10, tuple(str(digit) for digit in range(10))) == "a class index 0..9"  # pylint: disable=protected-access
+    digits = tuple(str(digit) for digit in range(10))
+    assert oracle._label_hint(10, digits) == "a class index 0..9"  # pylint: disable=protected-access
 
 
 BAD_LABELS = [
@@ -63,7 +64,8 @@ BAD_LABELS = [
     ("pool_index,label\nthree,1\n5,2\n", "line 2: pool_index 'three' is not an integer"),
     ("pool_index,label\n3,1\n5,2\n8,0\n", "line 4: pool index 8 was not queried in this round"),
     ("pool_index,label\n3,1\n\n3,2\n", "line 4: pool index 3 is labeled again (first on line 2)"),
-    ("pool_index,label\n3,3\n5,2\n", "line 2: label '3' of pool index 3 is not a class index 0..2 or a class name"),
+    ("pool_index,label\n3,3\n5,2\n",
+     "line 2: label '3' of pool index 3 is not a class index 0..2 or a class name"),
     ("pool_index,label\n3,-1\n5,2\n", "line 2: label '-1'"),
     ("pool_index,label\n3,boat\n5,2\n", "line 2: label 'boat'"),
     ("pool_index,label\n3,\n5,2\n", "line 2: label ''"),
