@@ -157,6 +157,17 @@ class RunCheckpointTest(tf.test.TestCase):
         self.assertTrue(any("seed_generator_state" in path for path in paths))
         self.assertTrue(any("average" in path for path in paths), paths)
 
+    def test_round_trip_under_mirrored_strategy(self):
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            mirrored = ARALModel(tiny_config(noise=0.3))
+            restored = ARALModel(tiny_config(noise=0.3))
+        bias = mirrored.discriminator.classifier.bias
+        bias.assign(np.arange(3, dtype=np.float32))
+        run_state.RunCheckpoint(mirrored, self.directory, "run-a").save(position())
+        self.assertEqual(run_state.RunCheckpoint(restored, self.directory, "run-a").restore_latest(), position())
+        self.assertAllEqual(restored.discriminator.classifier.bias.numpy(), [0, 1, 2])
+
     def test_checkpoint_of_another_run_is_refused(self):
         run_state.RunCheckpoint(self.model, self.directory, "run-a").save(position())
         with self.assertRaisesRegex(run_state.RunStateError, "ckpt-1: a checkpoint of another run"):
