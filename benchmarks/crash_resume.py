@@ -1,11 +1,14 @@
 """Kills a run with SIGKILL at random points and checks that it resumes to the uninterrupted result.
 
-    python -m benchmarks.crash_resume --workdir=DIR [--points=20] [--seed=0] [--nice=10] -- MAIN_FLAGS...
+    python -m benchmarks.crash_resume --workdir=DIR [--points=20] [--seed=0] [--sampling=kinds] [--nice=10] \
+        -- MAIN_FLAGS...
 
 1. runs main.py with MAIN_FLAGS (without --output_dir) uninterrupted in DIR/reference, logging
    every event (see tests/crash_harness.py);
-2. draws --points of those events at random: a kind uniformly (step, checkpoint, file, rename,
-   evaluate, score, cycle), then one event of that kind; sorted in the order they happened;
+2. draws --points of those events at random, sorted in the order they happened: with
+   --sampling=kinds a kind uniformly (step, checkpoint, file, rename, evaluate, score, cycle), then
+   one event of that kind; with --sampling=events uniformly over all events (mostly training steps
+   and scoring batches, as a kill at a random time would be);
 3. runs the same command in DIR/crashed, killing it with SIGKILL at each point in turn and starting
    it again, then lets it finish;
 4. compares the two runs and prints a Markdown summary.
@@ -29,14 +32,16 @@ def _parse(argv):
     return own, argv[position + 1:]
 
 
-def draw_points(events, count, seed):
-    """`count` distinct events: a kind uniformly at random, then an event of that kind; in timeline order."""
+def draw_points(events, count, seed, sampling="kinds"):
+    """`count` distinct events in timeline order, drawn by kind first (`kinds`) or uniformly (`events`)."""
     rng = np.random.default_rng(seed)
     occurrences = collections.Counter(events)
     positions_by_kind = {}
     for position, event in enumerate(events):
         if occurrences[event] == 1:  # a point must be reached once only
             positions_by_kind.setdefault(event.split(":", 1)[0], []).append(position)
+    if sampling == "events":
+        positions_by_kind = {"any": sorted(sum(positions_by_kind.values(), []))}
     kinds = sorted(positions_by_kind)
     chosen = set()
     while len(chosen) < min(count, sum(len(positions) for positions in positions_by_kind.values())):
@@ -58,7 +63,7 @@ def main(argv):
     reference_seconds = time.time() - started
     with open(event_log, encoding="utf-8") as stream:
         events = stream.read().splitlines()
-    points = draw_points(events, count, seed)
+    points = draw_points(events, count, seed, own.get("sampling", "kinds"))
 
     started = time.time()
     killed = []
