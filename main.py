@@ -6,7 +6,8 @@
 Each cycle co-trains E, G, D and S (Alg. 1), evaluates the classifier C on the
 test split, queries the `--budget` unlabeled images with the lowest
 S(E(x, C(x))) and asks the simulated oracle for their labels. Results go to
-OUTPUT_DIR/results.jsonl and OUTPUT_DIR/cycle_K/{labeled,selected}.npy.
+OUTPUT_DIR/results.jsonl and OUTPUT_DIR/cycle_K/{labeled,selected}.npy; at the end the
+model goes to OUTPUT_DIR/model.keras and its SavedModels to OUTPUT_DIR/export.
 """
 
 import datetime
@@ -39,6 +40,7 @@ import keras
 import tensorflow as tf
 
 from aral_tf import data as data_lib
+from aral_tf.export import MODEL_FILE, save_run
 from aral_tf.losses import LossWeights
 from aral_tf.loop import LoopConfig, SimulatedOracle, run_active_learning, write_atomic
 from aral_tf.model import ARALModel, OptimizerConfig
@@ -168,6 +170,9 @@ def run():
     print("labels  test accuracy")
     for record in records:
         print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
+    exported = save_run(model, output_dir, export=FLAGS.export)
+    print(f"model saved to {os.path.join(output_dir, MODEL_FILE)}; SavedModels: "
+          f"{', '.join(exported.values()) or 'none (--noexport)'}")
     return records
 
 

@@ -35,6 +35,9 @@ flags.DEFINE_integer("eval_batch_size", 500, "Batch size for evaluation and pool
 flags.DEFINE_integer("seed", 0, "Seed of the initial draw, the initialisation and every training draw.")
 flags.DEFINE_string("output_dir", None, "Directory for the results; default runs/<dataset>-<time>.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_bool("export", True,
+                  "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "
+                  "(TF Serving layout). OUTPUT_DIR/model.keras is saved either way.")
 
 # Model (paper Sec. 4.1-4.2).
 flags.DEFINE_enum("architecture", "auto", ["auto", "mlp", "cnn", "resnet"],
