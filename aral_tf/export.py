@@ -8,9 +8,10 @@ existing version is never overwritten. A SavedModel is written to a hidden tempo
 (which TF Serving ignores) and renamed into place.
 
 Every exported model has four signatures; preprocessing is inside the graph and is the training's
-`to_model_range`:
+`to_model_range` (through `model.classify` and `model.acquisition_scores`):
     serving_default  images        uint8 [batch, H, W, C]
-    float_images     images        float32 [batch, H, W, C] in [0, 1] (quantised to 256 levels)
+    float_images     images        float32 [batch, H, W, C] in [0, 1], converted to uint8 first
+                                   (tf.image.convert_image_dtype: exact for the values k / 255)
     image_bytes      image_bytes   string [batch]: PNG or JPEG of any size and channel count
     tf_example       examples      string [batch]: serialized tf.Example with the PNG or JPEG
                                    in feature `image/encoded`
@@ -18,6 +19,8 @@ Bad requests (wrong rank or size, empty batch, values outside [0, 1], bytes that
 JPEG) fail with an InvalidArgumentError whose message names the input and what was expected.
 """
 
+import contextlib
+import logging
 import os
 import tempfile
 import warnings
@@ -173,13 +176,33 @@ def next_version(export_dir):
     return max(versions) + 1
 
 
+def _warning_or_above(record):
+    return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _quiet_saver_logs():
+    """Hides the saver's INFO lines (renamed captures, paths in the temporary directory), logged
+    through the `tensorflow` and absl loggers."""
+    # A filter, not a level: tf.saved_model.save itself resets the absl logger's level.
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    for logger in loggers:
+        logger.addFilter(_warning_or_above)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_warning_or_above)
+
+
 def _save_version(module, base_dir, version):
     """Saves `module` as base_dir/<version> through a temporary directory; returns the version dir."""
     os.makedirs(base_dir, exist_ok=True)
     final = os.path.join(base_dir, str(version))
     temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{version}-")
     try:
-        tf.saved_model.save(module, temporary, signatures=module.signatures())
+        with _quiet_saver_logs():
+            tf.saved_model.save(module, temporary, signatures=module.signatures())
         os.rename(temporary, final)
     except BaseException:
         tf.io.gfile.rmtree(temporary)
