@@ -16,6 +16,7 @@ from aral_tf import data as data_lib
 from aral_tf import export
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
+from aral_tf.training import make_strategy
 from tests.helpers import tiny_config, tiny_images, trained_model
 
 MNIST_CONFIG = NetworkConfig(image_shape=(28, 28, 1), num_classes=10, architecture="mlp", latent_dim=4,
@@ -246,6 +247,24 @@ class ChannelConversionTest(tf.test.TestCase):
             from_bytes = signatures["image_bytes"](image_bytes=tf.constant(encode_png(gray)))
             from_rgb = signatures["serving_default"](images=tf.constant(np.repeat(gray, 3, axis=-1)))
         self.assertAllClose(from_bytes["logits"], from_rgb["logits"])
+
+
+class MirroredStrategyTest(tf.test.TestCase):
+
+    def test_model_trained_under_mirrored_strategy_saves_and_exports(self):
+        strategy = make_strategy("mirrored")
+        self.assertEqual(strategy.num_replicas_in_sync, 2)
+        with strategy.scope():
+            model = ARALModel(tiny_config())
+        images = tiny_images(4, seed=2)
+        with tempfile.TemporaryDirectory() as directory:
+            paths = export.save_run(model, directory)
+            served = tf.saved_model.load(paths[export.CLASSIFIER]).signatures["serving_default"]
+            loaded = export.load_model(os.path.join(directory, export.MODEL_FILE))
+            with model.averaged_discriminator():
+                expected = model.classify(images)
+            self.assertAllClose(served(images=tf.constant(images))["logits"], expected)
+            self.assertAllEqual(loaded.classify(images), model.classify(images))
 
 
 class VersionTest(tf.test.TestCase):
