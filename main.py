@@ -7,8 +7,9 @@ Each cycle co-trains E, G, D and S (Alg. 1), evaluates the classifier C on the
 test split, queries the `--budget` unlabeled images with the lowest
 S(E(x, C(x))) and asks the oracle (simulated, or a person with --oracle=files)
 for their labels. Results go to OUTPUT_DIR/results.jsonl and
-OUTPUT_DIR/cycle_K/{labeled,labels,selected}.npy. Running the same command on an
-existing OUTPUT_DIR continues that run where it stopped.
+OUTPUT_DIR/cycle_K/{labeled,labels,selected}.npy; at the end the model goes to
+OUTPUT_DIR/model.keras and its SavedModels to OUTPUT_DIR/export. Running the same
+command on an existing OUTPUT_DIR continues that run where it stopped.
 """
 
 import datetime
@@ -43,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from aral_tf import data as data_lib
+from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
 from aral_tf.losses import LossWeights
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.model import ARALModel, OptimizerConfig
@@ -222,7 +224,7 @@ def run():
     run_dir = RunDirectory(_output_dir())
     with run_dir.locked():
         records = _open_run(run_dir, data, initial)
-        if len(records) == FLAGS.cycles + 1:
+        if len(records) == FLAGS.cycles + 1 and _saved(run_dir):
             print(f"The run in {run_dir.path} has finished all {FLAGS.cycles + 1} cycles; give a larger --cycles "
                   "to continue it.")
         else:
@@ -233,8 +235,18 @@ def run():
     return records
 
 
+def _saved(run_dir):
+    """Whether the end of the run was saved: model.keras and, with --export, an export."""
+    return os.path.exists(os.path.join(run_dir.path, MODEL_FILE)) and (
+        not FLAGS.export or os.path.isdir(os.path.join(run_dir.path, EXPORT_SUBDIR)))
+
+
 def _continue_run(run_dir, records, data, initial, network_config, strategy):
-    """Builds the model and runs (or continues) active learning in `run_dir`; returns all records."""
+    """Builds the model, runs (or continues) active learning in `run_dir` and saves the final model.
+
+    Returns the records of all cycles. A run whose cycles are all done only restores its last
+    checkpoint and saves it (a process stopped before saving).
+    """
     run_dir.remove_temporaries()
     with strategy.scope():
         model = ARALModel(
@@ -257,8 +269,12 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy):
                              batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=run_dir.path,
                              eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress,
                              checkpoint_every=FLAGS.checkpoint_every)
-    return run_active_learning(model, strategy, data, initial, oracle, loop_config,
-                               log=lambda message: print(message, flush=True))
+    records = run_active_learning(model, strategy, data, initial, oracle, loop_config,
+                                  log=lambda message: print(message, flush=True))
+    exported = save_run(model, run_dir.path, export=FLAGS.export)
+    print(f"model saved to {os.path.join(run_dir.path, MODEL_FILE)}; SavedModels: "
+          f"{', '.join(exported.values()) or 'none (--noexport)'}")
+    return records
 
 
 def main(argv):

@@ -206,7 +206,11 @@ def load_npz(
     return _validated(arrays, prefix, num_classes, class_names)
 
 
-def _resize_uint8(image, height: int, width: int):
+def resize_uint8(image, height: int, width: int):
+    """Antialiased bilinear resize of a uint8 image to height x width, rounded back to uint8.
+
+    Used for TFDS images of another size and for images sent to the exported models.
+    """
     resized = tf.image.resize(image, (height, width), antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
@@ -223,7 +227,7 @@ def _tfds_converter(spec: DatasetSpec):
         else:
             label = tf.cast(example["label"], tf.int64)
         if tuple(image.shape[:2]) != (height, width):
-            image = _resize_uint8(image, height, width)
+            image = resize_uint8(image, height, width)
         return image, label
 
     return convert

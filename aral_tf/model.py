@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from aral_tf import losses
 from aral_tf.data import to_model_range
-from aral_tf.networks import build_networks
+from aral_tf.networks import NetworkConfig, build_networks
 
 BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images", "prior_latent", "prior_labels",
               "labeled_noise", "unlabeled_noise")
@@ -25,6 +25,7 @@ class OptimizerConfig:
     discriminator_average_momentum: float = 0.999
 
 
+@keras.saving.register_keras_serializable(package="aral_tf")
 class ARALModel(keras.Model):
     """E, G, D and S with one Adam optimizer per player (E and G share one).
 
@@ -50,6 +51,20 @@ class ARALModel(keras.Model):
                                                   self.discriminator.trainable_variables,
                                                   average_momentum=optimizer_config.discriminator_average_momentum)
         self.sampler_optimizer = self._adam(optimizer_config.sampler_lr, self.sampler.trainable_variables)
+
+    def get_config(self):
+        """The constructor's configs as plain dicts (for `model.save("*.keras")`)."""
+        return {**super().get_config(), "network_config": dataclasses.asdict(self.network_config),
+                "loss_weights": dataclasses.asdict(self.loss_weights),
+                "optimizer_config": dataclasses.asdict(self.optimizer_config)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        network = config.pop("network_config")
+        network_config = NetworkConfig(**{**network, "image_shape": tuple(network["image_shape"])})
+        return cls(network_config, losses.LossWeights(**config.pop("loss_weights")),
+                   OptimizerConfig(**config.pop("optimizer_config")), **config)
 
     def initialize_from_data(self, images):
         """Data-dependent initialisation of D's weight-normalised layers on uint8 pool images (no labels)."""

@@ -40,6 +40,9 @@ flags.DEFINE_enum("oracle", "simulated", ["simulated", "files"],
                   "Who labels the queries: simulated (the dataset's labels) or files (a person: queries are "
                   "written to OUTPUT_DIR/queries/ROUND/, answers read from labels.csv there).")
 flags.DEFINE_integer("checkpoint_every", 500, "Training steps between checkpoints (also one at each cycle's end).")
+flags.DEFINE_bool("export", True,
+                  "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "
+                  "(TF Serving layout). OUTPUT_DIR/model.keras is saved either way.")
 
 # Model (paper Sec. 4.1-4.2).
 flags.DEFINE_enum("architecture", "auto", ["auto", "mlp", "cnn", "resnet"],
@@ -73,7 +76,7 @@ FLAGS = flags.FLAGS
 # Flags of this module that a resumed run may change; every other one is part of the run's identity
 # (stored in OUTPUT_DIR/run.json) and must keep its value. Add a new flag here only if changing it
 # midway cannot change which images get labeled or what the model learns.
-MAY_CHANGE_ON_RESUME = ("cycles", "progress", "output_dir", "data_dir", "checkpoint_every")
+MAY_CHANGE_ON_RESUME = ("cycles", "progress", "output_dir", "data_dir", "checkpoint_every", "export")
 
 
 def flagfile_for(dataset):

@@ -1,9 +1,11 @@
 """Tiny models and batches shared by the tests."""
 
+import keras
 import numpy as np
 
+from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
-from aral_tf.training import BatchStream
+from aral_tf.training import BatchStream, Trainer, make_strategy
 
 TINY_SHAPE = (8, 8, 1)
 
@@ -26,3 +28,14 @@ def tiny_batch(config, batch_size=4, seed=0):
     labels = np.array([0, 1, 2, 0, 1])
     stream = BatchStream(images, labels, labeled, batch_size, config.latent_dim, config.num_classes, seed)
     return stream.next()
+
+
+def trained_model(config, images, labels, steps=2, seed=0):
+    """An ARALModel for `config` after `steps` training steps; images[:len(labels)] are the labeled ones."""
+    keras.utils.set_random_seed(seed)
+    model = ARALModel(config)
+    trainer = Trainer(model, make_strategy("default"))
+    stream = BatchStream(images, labels, np.arange(len(labels)), 4, config.latent_dim, config.num_classes, seed)
+    for _ in range(steps):
+        trainer.train_step(stream.next())
+    return model

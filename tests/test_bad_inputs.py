@@ -28,7 +28,8 @@ import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 BASE = ["--dataset={tiny}", "--train_steps=2", "--checkpoint_every=1", "--batch_size=4", "--eval_batch_size=8",
-        "--initial_labels=4", "--budget=2", "--cycles=1", "--width=0.02", "--latent_dim=4", "--noprogress"]
+        "--initial_labels=4", "--budget=2", "--cycles=1", "--width=0.02", "--latent_dim=4", "--noprogress",
+        "--noexport"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,9 +58,17 @@ def test_tiny_end_to_end_run(workdir):
     for name in ("flags.txt", "run.json", "checkpoints/checkpoint", "cycle_1/labels.npy"):
         assert os.path.exists(os.path.join(output_dir, name)), name
     assert "test accuracy" in result.stdout
-    again = run_main("--dataset=mnist", f"--data_file={data_file}", f"--output_dir={output_dir}", *TINY_RUN)
-    assert again.returncode == 0, again.stderr
-    assert "has finished all 2 cycles" in again.stdout
+    assert os.path.isfile(os.path.join(output_dir, "model.keras"))
+    for name in ("classifier", "sampler"):
+        assert os.path.isfile(os.path.join(output_dir, "export", name, "1", "saved_model.pb"))
+
+    # A process stopped after the last cycle but before saving: the same command saves the model.
+    os.remove(os.path.join(output_dir, "model.keras"))
+    for expected in ("model saved to", "has finished all 2 cycles"):
+        again = run_main("--dataset=mnist", f"--data_file={data_file}", f"--output_dir={output_dir}", *TINY_RUN,
+                         "--noexport")
+        assert again.returncode == 0 and expected in again.stdout, again.stdout + again.stderr
+    assert os.path.isfile(os.path.join(output_dir, "model.keras"))
     with open(os.path.join(output_dir, "results.jsonl"), encoding="utf-8") as stream:
         assert [json.loads(line) for line in stream] == records
 
@@ -126,10 +134,12 @@ def test_tfds_dataset_with_mock_data(workdir):
     output_dir = os.path.join(workdir, "run")
     with tfds.testing.mock_data(num_examples=24, data_dir=data_dir, policy=tfds.testing.MockPolicy.USE_FILES):
         main.parse_flags(["main.py", "--dataset=mnist", f"--data_dir={data_dir}", f"--output_dir={output_dir}",
-                          *TINY_RUN])
+                          "--noexport", *TINY_RUN])
         records = main.run()
     assert [record["num_labeled"] for record in records] == [4, 6]
     assert tf.io.gfile.exists(os.path.join(output_dir, "cycle_1", "labeled.npy"))
+    assert tf.io.gfile.exists(os.path.join(output_dir, "model.keras"))
+    assert not tf.io.gfile.exists(os.path.join(output_dir, "export"))
 
 
 def test_same_seed_same_indices_across_processes(workdir):
@@ -138,7 +148,7 @@ def test_same_seed_same_indices_across_processes(workdir):
     for name in ("first", "second"):
         output_dir = os.path.join(workdir, name)
         result = run_main("--dataset=mnist", f"--data_file={data_file}", f"--output_dir={output_dir}", "--seed=5",
-                          *TINY_RUN)
+                          "--noexport", *TINY_RUN)
         assert result.returncode == 0, result.stderr
         selections.append([np.load(os.path.join(output_dir, f"cycle_{cycle}", f"{kind}.npy"), allow_pickle=False)
                            for cycle, kind in ((0, "labeled"), (0, "selected"), (1, "labeled"))])

@@ -1,0 +1,256 @@
+"""SavedModel export of the classifier C and the acquisition scorer, and the run's Keras save.
+
+Layout of an export directory (TF Serving's: one integer version per subdirectory):
+    EXPORT_DIR/classifier/<version>/    images -> probabilities, classes, logits of C
+    EXPORT_DIR/sampler/<version>/       images -> labeled_probability, acquisition_score, latent_mean
+Both models of one export get the same version, one above the largest already there, so an
+existing version is never overwritten. A SavedModel is written to a hidden temporary directory
+(which TF Serving ignores) and renamed into place.
+
+Every exported model has four signatures; preprocessing is inside the graph and is the training's
+`to_model_range` (through `model.classify` and `model.acquisition_scores`):
+    serving_default  images        uint8 [batch, H, W, C]
+    float_images     images        float32 [batch, H, W, C] in [0, 1], converted to uint8 first
+                                   (tf.image.convert_image_dtype: exact for the values k / 255)
+    image_bytes      image_bytes   string [batch]: PNG or JPEG of any size and channel count
+    tf_example       examples      string [batch]: serialized tf.Example with the PNG or JPEG
+                                   in feature `image/encoded`
+Bad requests (wrong rank or size, empty batch, values outside [0, 1], bytes that are not PNG or
+JPEG) fail with an InvalidArgumentError whose message names the input and what was expected.
+"""
+
+import contextlib
+import logging
+import os
+import tempfile
+import warnings
+
+import keras
+import tensorflow as tf
+
+from aral_tf.data import resize_uint8
+from aral_tf.model import ARALModel
+
+CLASSIFIER = "classifier"
+SAMPLER = "sampler"
+MODEL_FILE = "model.keras"
+EXPORT_SUBDIR = "export"
+EXAMPLE_IMAGE_FEATURE = "image/encoded"
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageModelModule(tf.Module):
+    """Input signatures shared by the exported models; subclasses define `outputs(uint8_images)`."""
+
+    def __init__(self, image_shape, networks, name=None):
+        super().__init__(name=name)
+        self.height, self.width, self.channels = (int(size) for size in image_shape)
+        # The networks' variables, not the Keras networks: tf.saved_model.save would also try to
+        # trace a default signature for each Keras layer (as keras.export.ExportArchive avoids too).
+        self.network_variables = [variable for network in networks for variable in network.variables]
+
+    def outputs(self, images):
+        """Named output tensors for a uint8 batch of the model's image shape."""
+        raise NotImplementedError
+
+    def signatures(self):
+        """The concrete functions to save, by signature name."""
+        return {
+            tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: self.serve_images.get_concrete_function(),
+            "float_images": self.serve_float_images.get_concrete_function(),
+            "image_bytes": self.serve_image_bytes.get_concrete_function(),
+            "tf_example": self.serve_examples.get_concrete_function(),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8)])
+    def serve_images(self, images):
+        return self.outputs(self._checked_batch(images, "images"))
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.float32)])
+    def serve_float_images(self, images):
+        images = self._checked_batch(images, "images")
+        in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))
+        check = tf.debugging.Assert(in_range, ["images must be float32 in [0, 1]; got values from",
+                                               tf.reduce_min(images), "to", tf.reduce_max(images)])
+        with tf.control_dependencies([check]):
+            images = tf.image.convert_image_dtype(images, tf.uint8, saturate=True)
+        return self.outputs(images)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
+    def serve_image_bytes(self, image_bytes):
+        return self.outputs(self._decoded(self._checked_strings(image_bytes, "image_bytes")))
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
+    def serve_examples(self, examples):
+        features = tf.io.parse_example(self._checked_strings(examples, "examples"),
+                                       {EXAMPLE_IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)})
+        return self.outputs(self._decoded(features[EXAMPLE_IMAGE_FEATURE]))
+
+    @property
+    def _shape_text(self):
+        return f"[batch, {self.height}, {self.width}, {self.channels}]"
+
+    def _checked_batch(self, images, name):
+        """`images` with a static shape, after checking [batch > 0, H, W, C] at run time."""
+        shape = tf.shape(images)
+        expected = tf.constant([self.height, self.width, self.channels])
+        well_formed = tf.cond(tf.equal(tf.size(shape), 4),
+                              lambda: tf.reduce_all(tf.equal(shape[1:], expected)), lambda: False)
+        check_shape = tf.debugging.Assert(
+            well_formed, [f"{name} must have shape {self._shape_text}; got shape", shape], summarize=8)
+        with tf.control_dependencies([check_shape]):
+            check_batch = tf.debugging.Assert(shape[0] > 0,
+                                              [f"{name} is an empty batch; send at least one image"])
+        with tf.control_dependencies([check_batch]):
+            return tf.ensure_shape(tf.identity(images), [None, self.height, self.width, self.channels])
+
+    @staticmethod
+    def _checked_strings(strings, name):
+        shape = tf.shape(strings)
+        check_rank = tf.debugging.Assert(tf.equal(tf.size(shape), 1),
+                                         [f"{name} must be a string tensor of shape [batch]; got shape", shape],
+                                         summarize=8)
+        with tf.control_dependencies([check_rank]):
+            check_batch = tf.debugging.Assert(tf.size(strings) > 0,
+                                              [f"{name} is an empty batch; send at least one image"])
+        with tf.control_dependencies([check_batch]):
+            return tf.ensure_shape(tf.identity(strings), [None])
+
+    def _decoded(self, encoded_images):
+        """PNG or JPEG strings -> uint8 [batch, H, W, C]: channels converted, resized when the size differs."""
+
+        def decode(encoded):
+            known = tf.io.is_jpeg(encoded) | tf.equal(tf.strings.substr(encoded, 0, len(_PNG_SIGNATURE)),
+                                                       _PNG_SIGNATURE)
+            check = tf.debugging.Assert(known, ["image bytes are not a PNG or JPEG image; they start with",
+                                                tf.strings.substr(encoded, 0, 8)])
+            with tf.control_dependencies([check]):
+                image = tf.io.decode_image(encoded, channels=self.channels, expand_animations=False)
+            size = tf.shape(image)[:2]
+            image = tf.cond(tf.reduce_all(tf.equal(size, [self.height, self.width])), lambda: image,
+                            lambda: resize_uint8(image, self.height, self.width))
+            return tf.ensure_shape(image, [self.height, self.width, self.channels])
+
+        return tf.map_fn(decode, encoded_images,
+                         fn_output_signature=tf.TensorSpec([self.height, self.width, self.channels], tf.uint8))
+
+
+class ClassifierModule(ImageModelModule):
+    """C(x) of an ARALModel: probabilities, classes (int64) and logits."""
+
+    def __init__(self, model):
+        super().__init__(model.network_config.image_shape, [model.discriminator], name=CLASSIFIER)
+        self._classify = model.classify
+
+    def outputs(self, images):
+        logits = self._classify(images)
+        return {"probabilities": tf.nn.softmax(logits),
+                "classes": tf.argmax(logits, axis=-1, output_type=tf.int64),
+                "logits": logits}
+
+
+class SamplerModule(ImageModelModule):
+    """ARAL's acquisition on new images: S(E(x, C(x))), the score ranked by, and the latent mean."""
+
+    def __init__(self, model):
+        super().__init__(model.network_config.image_shape, [model.discriminator, model.encoder, model.sampler],
+                         name=SAMPLER)
+        self._acquisition_scores = model.acquisition_scores
+
+    def outputs(self, images):
+        labeled_probability, latent_mean, _ = self._acquisition_scores(images)
+        return {"labeled_probability": labeled_probability,
+                # What aral_tf.acquisition ranks the pool by: the lowest scores are queried first.
+                "acquisition_score": tf.identity(labeled_probability),
+                "latent_mean": latent_mean}
+
+
+def next_version(export_dir):
+    """One above the largest integer version under export_dir/{classifier,sampler} (1 when none)."""
+    versions = [0]
+    for name in (CLASSIFIER, SAMPLER):
+        directory = os.path.join(export_dir, name)
+        if os.path.isdir(directory):
+            versions += [int(entry) for entry in os.listdir(directory) if entry.isdigit()]
+    return max(versions) + 1
+
+
+def _warning_or_above(record):
+    return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def _quiet_saver_logs():
+    """Hides the saver's INFO lines (renamed captures, paths in the temporary directory), logged
+    through the `tensorflow` and absl loggers."""
+    # A filter, not a level: tf.saved_model.save itself resets the absl logger's level.
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    for logger in loggers:
+        logger.addFilter(_warning_or_above)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_warning_or_above)
+
+
+def _save_version(module, base_dir, version):
+    """Saves `module` as base_dir/<version> through a temporary directory; returns the version dir."""
+    os.makedirs(base_dir, exist_ok=True)
+    final = os.path.join(base_dir, str(version))
+    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{version}-")
+    try:
+        with _quiet_saver_logs():
+            tf.saved_model.save(module, temporary, signatures=module.signatures())
+        os.rename(temporary, final)
+    except BaseException:
+        tf.io.gfile.rmtree(temporary)
+        raise
+    return final
+
+
+def export_run(model, export_dir):
+    """Exports the classifier and the sampler of `model` under a new version; returns {name: version dir}.
+
+    D holds the moving average of its weights during the export, as in evaluation and acquisition.
+    """
+    version = next_version(export_dir)
+    with model.averaged_discriminator():
+        return {name: _save_version(module, os.path.join(export_dir, name), version)
+                for name, module in ((CLASSIFIER, ClassifierModule(model)), (SAMPLER, SamplerModule(model)))}
+
+
+def save_model(model, path):
+    """Saves the whole model (networks, optimizer states, moving average) as a .keras file, atomically."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            # ARALModel builds its networks in __init__; Keras only sees that it was never called.
+            warnings.filterwarnings("ignore", message="You are saving a model that has not yet been built")
+            model.save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def load_model(path):
+    """An ARALModel saved by `save_model`, loaded in Keras safe mode (no code is deserialized)."""
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    if not isinstance(model, ARALModel):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not an ARALModel")
+    return model
+
+
+def save_run(model, run_dir, export=True):
+    """End of a run: run_dir/model.keras, and with `export` the SavedModels in run_dir/export.
+
+    Returns the version dirs of the export ({} without it).
+    """
+    save_model(model, os.path.join(run_dir, MODEL_FILE))
+    return export_run(model, os.path.join(run_dir, EXPORT_SUBDIR)) if export else {}
