@@ -1,15 +1,17 @@
 """Bad input to the command line: one line `error: ...` naming the culprit, exit code 2, the run dir intact.
 
-Each case runs main's command line on a copy of a prepared run directory: `done` (a finished
-two-cycle run), `waiting` (an --oracle=files run waiting for its initial labels), or `new` (a path
-that does not exist yet). The cases run in this process (absl flags are re-parsed each time; the
-exit code is SystemExit's); a few also run as real subprocesses. The directory's files must be
-byte-for-byte the same afterwards (`new`: it must not exist).
+Each case runs main's command line (or the export command, `python -m export`) on a copy of a
+prepared run directory: `done` (a finished two-cycle run), `waiting` (an --oracle=files run waiting
+for its initial labels), or `new` (a path that does not exist yet). The cases run in this process
+(absl flags are re-parsed each time; the exit code is SystemExit's); a few also run as real
+subprocesses. The directory's files must be byte-for-byte the same afterwards (`new`: it must not
+exist).
 """
 
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -24,6 +26,7 @@ import pytest
 from absl import flags
 
 import main
+from export import __main__ as export_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -34,7 +37,8 @@ BASE = ["--dataset={tiny}", "--train_steps=2", "--checkpoint_every=1", "--batch_
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """`arguments` follow BASE (later flags win); `prepare(run_dir, files)` damages the copy first."""
+    """`arguments` follow BASE (later flags win; for `export`, they are all); `prepare(run_dir, files)`
+    damages the copy first. In arguments and culprit, {run} is the copy, other {names} files."""
 
     name: str
     arguments: tuple
@@ -42,6 +46,7 @@ class Case:
     run: str = "done"
     prepare: object = None
     hold_lock: bool = False
+    command: str = "main"
 
 
 def _write(path, payload):
@@ -234,8 +239,17 @@ CASES = [
          run="waiting", prepare=_write_labels(_labels(ALL_LABELED[:3]))),
     Case("labels not UTF-8", ("--oracle=files",), "labels.csv: not UTF-8 text", run="waiting",
          prepare=_overwrite("queries/initial/labels.csv", b"pool_index,label\n1,\xff\n")),
-    # Export requests (python -m export --run_dir=DIR --export_dir=EXPORT): slot for the export issue's
-    # cases. They need a runner for the export command beside run_cli; the count above is without them.
+    # Export requests (python -m export --run_dir=DIR --export_dir=EXPORT); not counted in the 40 above.
+    Case("export without run dir", (), "--run_dir: required", command="export"),
+    Case("export of a missing run dir", ("--run_dir={workdir}/nowhere",), "nowhere: no such directory",
+         command="export"),
+    Case("export of a run still waiting for labels", ("--run_dir={run}",), "holds no model.keras", run="waiting",
+         command="export"),
+    Case("export of a damaged model", ("--run_dir={run}",), "model.keras cannot be loaded", command="export",
+         prepare=_overwrite("model.keras", b"not a zip")),
+    Case("export to a directory below a file", ("--run_dir={run}", "--export_dir={blocker}/models"),
+         "--export_dir={blocker}/models: export directory", command="export"),
+    Case("export with an unknown flag", ("--run_dir={run}", "--format=onnx"), "format", command="export"),
 ]
 
 
@@ -310,9 +324,25 @@ def run_cli(arguments):
     return code, stderr.getvalue()
 
 
-def run_subprocess(arguments):
+def run_export_cli(arguments):
+    """The export command in this process: (exit code, stderr)."""
+    FLAGS.unparse_flags()
+    stderr = io.StringIO()
+    code = 0
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            export_command.main(export_command.parse_flags(["export", *arguments]))
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            FLAGS.unparse_flags()
+    return code, stderr.getvalue()
+
+
+def run_subprocess(arguments, command="main"):
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *arguments], capture_output=True,
+    program = [os.path.join(ROOT, "main.py")] if command == "main" else ["-m", "export"]
+    result = subprocess.run([sys.executable, *program, *arguments], capture_output=True,
                             text=True, cwd=ROOT, env=environment, timeout=600, check=False)
     return result.returncode, result.stderr
 
@@ -352,14 +382,21 @@ def snapshot(directory):
     return found
 
 
-def _run_case(case, files, workdir, runner):
+def _run_case(case, files, workdir, in_process):
     run_dir = os.path.join(workdir, "run")
     if case.run != "new":
         shutil.copytree(files[case.run], run_dir)
     if case.prepare is not None:
         case.prepare(run_dir, files)
     before = snapshot(run_dir)
-    arguments = _formatted(BASE + [f"--output_dir={run_dir}"] + list(case.arguments), files)
+    if case.command == "main":
+        arguments = _formatted(BASE + [f"--output_dir={run_dir}"] + list(case.arguments), files)
+    else:
+        arguments = _formatted(case.arguments, {**files, "run": run_dir})
+    if in_process:
+        runner = run_cli if case.command == "main" else run_export_cli
+    else:
+        runner = functools.partial(run_subprocess, command=case.command)
     with contextlib.ExitStack() as stack:
         if case.hold_lock:
             handle = stack.enter_context(open(os.path.join(run_dir, ".lock"), "a", encoding="utf-8"))
@@ -377,23 +414,23 @@ def _check(case, files, code, stderr, before, after):
     assert after == before, case.name
 
 
-def test_there_are_at_least_40_cases():
-    assert len(CASES) >= 40
+def test_there_are_at_least_40_cases_without_export():
+    assert len([case for case in CASES if case.command == "main"]) >= 40
     assert len({case.name for case in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input(case, prepared):
     with tempfile.TemporaryDirectory() as workdir:
-        _check(case, prepared, *_run_case(case, prepared, workdir, run_cli))
+        _check(case, prepared, *_run_case(case, prepared, workdir, in_process=True))
 
 
-SUBPROCESS_CASES = ("unknown flag", "float images", "changed seed", "checkpoints of another run",
-                    "labels index twice")
+SUBPROCESS_CASES = ("unknown flag", "changed seed", "checkpoints of another run", "labels index twice",
+                    "export of a damaged model")
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_CASES)
 def test_bad_input_in_a_subprocess(name, prepared):
     case = next(case for case in CASES if case.name == name)
     with tempfile.TemporaryDirectory() as workdir:
-        _check(case, prepared, *_run_case(case, prepared, workdir, run_subprocess))
+        _check(case, prepared, *_run_case(case, prepared, workdir, in_process=False))
