@@ -126,8 +126,8 @@ class VAAL:
 
     def __init__(self, network_config, loss_weights, optimizer_config):
         self.network_config, self.loss_weights = network_config, loss_weights
-        self.encoder, self.decoder = Encoder(network_config, name="vaal_encoder"), Generator(network_config,
-                                                                                           name="vaal_decoder")
+        self.encoder = Encoder(network_config, name="vaal_encoder")
+        self.decoder = Generator(network_config, name="vaal_decoder")
         self.sampler = Sampler(network_config, name="vaal_sampler")
         no_class = tf.zeros((1, network_config.num_classes))
         latent = tf.zeros((1, network_config.latent_dim))
@@ -223,7 +223,8 @@ class SemiSupervisedGAN(ClassifierNetwork):
         self.generator_optimizer.apply_gradients(zip(tape.gradient(generator_loss, variables), variables))
         generated = self.generate(batch, training=True)
         with tf.GradientTape() as tape:
-            _, logits = self.features_and_logits(tf.concat([labeled, unlabeled, generated], axis=0), training=True)
+            everything = tf.concat([labeled, unlabeled, generated], axis=0)
+            _, logits = self.features_and_logits(everything, training=True)
             real_fake = tf.reduce_logsumexp(logits, axis=-1)
             gan = losses.discriminator_gan_loss(real_fake[:num_labeled], real_fake[num_labeled:num_real],
                                                 real_fake[num_real:])
@@ -232,7 +233,8 @@ class SemiSupervisedGAN(ClassifierNetwork):
                 tf.cast(batch["prior_labels"], tf.int32))
             discriminator_loss = losses.discriminator_loss(gan, classification, weights)
         variables = self.trainable_variables
-        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(discriminator_loss, variables), variables))
+        gradients = tape.gradient(discriminator_loss, variables)
+        self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
         return {"loss_generator": generator_loss, "loss_discriminator": discriminator_loss,
                 "classification": classification}
 
@@ -300,4 +302,5 @@ class LabeledBatches:
 
     def next(self):
         positions = self._rng.integers(0, len(self._labeled_indices), self._batch_size)
-        return {"labeled_images": self._images[self._labeled_indices[positions]], "labels": self._labels[positions]}
+        return {"labeled_images": self._images[self._labeled_indices[positions]],
+                "labels": self._labels[positions]}

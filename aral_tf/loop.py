@@ -138,7 +138,8 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
             "seconds": round(time.time() - started, 3),
             "train_steps": config.train_steps,
             "train_seconds": round(train_seconds, 3),
-            "train_images_per_second": round(method.streams_per_step * config.batch_size * config.train_steps / train_seconds, 1),
+            "train_images_per_second": round(
+                method.streams_per_step * config.batch_size * config.train_steps / train_seconds, 1),
             "losses": {name: round(value, 6) for name, value in mean_losses.items()},
         }
         append_result(results_path, record)

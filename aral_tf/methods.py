@@ -67,7 +67,8 @@ def k_center_greedy(candidate_features, labeled_features, budget, chunk=4096):
     for _ in range(budget):
         pick = int(np.argmax(nearest))
         picks.append(pick)
-        nearest = np.minimum(nearest, _squared_distances(candidate_features, candidate_features[pick:pick + 1])[:, 0])
+        distances = _squared_distances(candidate_features, candidate_features[pick:pick + 1])[:, 0]
+        nearest = np.minimum(nearest, distances)
     return np.asarray(picks, dtype=np.int64)
 
 
@@ -169,7 +170,8 @@ def build_method(name, network_config, loss_weights, optimizer_config, strategy,
             learner = baselines.SupervisedClassifier(network_config, optimizer_config)
             selection = None if name == FULL else name
         elif name == "vaal":
-            learner, selection = baselines.VAALWithClassifier(network_config, loss_weights, optimizer_config), "vaal"
+            learner = baselines.VAALWithClassifier(network_config, loss_weights, optimizer_config)
+            selection = "vaal"
         elif name == "aral_no_encoder":
             learner = baselines.SemiSupervisedGAN(network_config, loss_weights, optimizer_config)
             selection = "bald"

@@ -33,14 +33,15 @@ flags.DEFINE_list("methods", ["aral", "vaal", "random", "entropy", "bald"],
                   f"Methods to compare, from: {', '.join(METHODS)}.")
 flags.DEFINE_integer("seeds", 3, "Seeds per method: 0, 1, ..., seeds - 1.")
 flags.DEFINE_list("targets", ["0.8", "0.9", "0.95"], "Test accuracies for the labels-needed table.")
+flags.DEFINE_bool("run", True, "Run the unfinished runs; --norun only writes the summary of the finished ones.")
 
 FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags the runner sets per run (or reads itself); every other flag goes to main.py unchanged.
-OWN_FLAGS = ("methods", "seeds", "targets", "output_dir", "method", "seed", "progress", "noprogress")
-COLORS = {"aral": "tab:red", "vaal": "tab:blue", "random": "tab:gray", "entropy": "tab:green", "bald": "tab:purple",
-          "coreset": "tab:orange", "full": "black", "aral_random": "tab:pink", "aral_no_encoder": "tab:brown",
+OWN_FLAGS = ("methods", "seeds", "targets", "run", "norun", "output_dir", "method", "seed", "progress", "noprogress")
+COLORS = {"aral": "tab:red", "vaal": "tab:blue", "random": "tab:gray", "entropy": "tab:green",
+          "bald": "tab:purple", "coreset": "tab:orange", "full": "black", "aral_random": "tab:pink", "aral_no_encoder": "tab:brown",
           "aral_no_cotrain": "tab:olive"}
 
 
@@ -153,7 +154,8 @@ def markdown_text(rows, methods, targets):
               "| --- |" + " ---: |" * len(targets)]
     for method in curves:
         needed = [labels_to_reach(rows, method, target) for target in targets]
-        lines.append(f"| {method} | " + " | ".join("–" if count is None else str(count) for count in needed) + " |")
+        counts = ("–" if count is None else str(count) for count in needed)
+        lines.append(f"| {method} | " + " | ".join(counts) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -173,7 +175,8 @@ def plot_png(rows, methods, title):
         std = 100 * np.array([row["std_accuracy"] for row in points])
         color = COLORS.get(method)
         if method == FULL:
-            axes.axhline(mean[0], color=color, linestyle="--", label=f"{method} ({points[0]['num_labeled']} labels)")
+            axes.axhline(mean[0], color=color, linestyle="--",
+                         label=f"{method} ({points[0]['num_labeled']} labels)")
             if curve_labels:
                 axes.axhspan(mean[0] - std[0], mean[0] + std[0], color=color, alpha=0.08)
             continue
@@ -219,19 +222,24 @@ def main(argv):
     try:
         targets = [float(target) for target in FLAGS.targets]
     except ValueError:
+        targets = [-1.0]
+    if not all(0.0 <= target <= 1.0 for target in targets):
         _usage_error(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
     arguments = passthrough_arguments(sys.argv[1:])
     pending = pending_runs(FLAGS.output_dir, FLAGS.methods, FLAGS.seeds, FLAGS.cycles)
     finished = len(FLAGS.methods) * FLAGS.seeds - len(pending)
-    print(f"{finished} runs already finished, {len(pending)} to run; results in {FLAGS.output_dir}", flush=True)
+    print(f"{finished} runs finished, {len(pending)} {'to run' if FLAGS.run else 'not finished (--norun)'}; "
+          f"results in {FLAGS.output_dir}", flush=True)
     failures = []
-    for method, seed in pending:
+    for method, seed in pending if FLAGS.run else []:
         code = run_one(FLAGS.output_dir, method, seed, arguments, log=lambda message: print(message, flush=True))
         if code:
-            failures.append(f"{method} seed {seed} (exit code {code}; see {run_dir_of(FLAGS.output_dir, method, seed)}.log)")
+            log_file = f"{run_dir_of(FLAGS.output_dir, method, seed)}.log"
+            failures.append(f"{method} seed {seed} (exit code {code}; see {log_file})")
             if code == main_lib.USAGE_EXIT_CODE:
                 break
-    write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, targets, f"{FLAGS.dataset}, {FLAGS.seeds} seeds")
+    title = f"{FLAGS.dataset}, {FLAGS.seeds} seeds"
+    write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, targets, title)
     print(f"summary: {os.path.join(FLAGS.output_dir, 'summary.md')}")
     if failures:
         print("failed: " + "; ".join(failures), file=sys.stderr)

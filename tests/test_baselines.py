@@ -1,4 +1,4 @@
-"""The baseline learners: training changes their weights with finite losses; MC dropout varies; averaged weights."""
+"""The baseline learners: a step changes them with finite losses; MC dropout varies; averaged weights."""
 
 import keras
 import numpy as np

@@ -1,8 +1,10 @@
-"""The comparison runner: which runs are pending, what goes to main.py, and the summary of two tiny fake runs."""
+"""The comparison runner: pending runs, what goes to main.py, and the summary of tiny fake runs."""
 
 import csv
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -56,3 +58,16 @@ def test_passthrough_keeps_mains_flags_only():
     argv = ["--dataset=mnist", "--methods=aral,bald", "--seeds=3", "--output_dir=out", "--train_steps=200",
             "--seed=4", "--method=vaal", "--noprogress", "--targets=0.9", "--mc_passes=5"]
     assert compare.passthrough_arguments(argv) == ["--dataset=mnist", "--train_steps=200", "--mc_passes=5"]
+
+
+def test_bad_methods_give_one_line_and_exit_code_2(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for argument, culprit in (("--methods=aral,margin", "--methods=aral,margin: unknown method 'margin'"),
+                              ("--targets=90", "--targets=90")):
+        result = subprocess.run([sys.executable, "-m", "benchmarks.compare", argument, f"--output_dir={tmp_path}"],
+                                capture_output=True, text=True, cwd=root, check=False, timeout=300,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
+    assert not os.listdir(tmp_path)
