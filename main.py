@@ -2,6 +2,7 @@
 
     python main.py                                  # short offline demo on a bundled MNIST sample
     python main.py --dataset=mnist --data_file=mnist.npz --output_dir=runs/mnist
+    python main.py ... --method=bald                # a baseline or ablation instead of ARAL (see README)
 
 Each cycle co-trains E, G, D and S (Alg. 1), evaluates the classifier C on the
 test split, queries the `--budget` unlabeled images with the lowest
