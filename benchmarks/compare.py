@@ -238,7 +238,7 @@ def main(argv):
             failures.append(f"{method} seed {seed} (exit code {code}; see {log_file})")
             if code == main_lib.USAGE_EXIT_CODE:
                 break
-    title = f"{FLAGS.dataset}, {FLAGS.seeds} seeds"
+    title = f"{FLAGS.dataset}, {FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''}"
     write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, targets, title)
     print(f"summary: {os.path.join(FLAGS.output_dir, 'summary.md')}")
     if failures:
