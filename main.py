@@ -2,6 +2,7 @@
 
     python main.py                                  # short offline demo on a bundled MNIST sample
     python main.py --dataset=mnist --data_file=mnist.npz --output_dir=runs/mnist
+    python main.py ... --method=bald                # a baseline or ablation instead of ARAL (see README)
 
 Each cycle co-trains E, G, D and S (Alg. 1), evaluates the classifier C on the
 test split, queries the `--budget` unlabeled images with the lowest
@@ -37,13 +38,15 @@ _import_tensorflow_quietly()
 from absl import app
 from absl import flags
 import keras
+import numpy as np
 import tensorflow as tf
 
 from aral_tf import data as data_lib
 from aral_tf.export import MODEL_FILE, save_run
 from aral_tf.losses import LossWeights
 from aral_tf.loop import LoopConfig, SimulatedOracle, run_active_learning, write_atomic
-from aral_tf.model import ARALModel, OptimizerConfig
+from aral_tf.methods import FULL, METHODS, build_method
+from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.training import make_strategy
 from flags import definitions
@@ -88,6 +91,10 @@ def _check_counts():
             raise UsageError(f"--{name}={value}: must be at least {minimum}")
     if FLAGS.width <= 0:
         raise UsageError(f"--width={FLAGS.width}: must be positive")
+    if FLAGS.method not in METHODS:
+        raise UsageError(f"--method={FLAGS.method}: unknown method; choose one of {', '.join(METHODS)}")
+    if FLAGS.mc_passes < 2:
+        raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
     if not 0 <= FLAGS.classifier_average < 1:
         raise UsageError(f"--classifier_average={FLAGS.classifier_average}: must be in [0, 1)")
 
@@ -129,8 +136,11 @@ def run():
             initial = data_lib.initial_indices(data.pool_size, FLAGS.initial_labels, FLAGS.seed)
     except data_lib.DataError as error:
         raise UsageError(str(error)) from None
-    needed = len(initial) + FLAGS.budget * FLAGS.cycles
-    if needed >= data.pool_size:
+    cycles, train_steps = FLAGS.cycles, FLAGS.train_steps
+    if FLAGS.method == FULL:
+        # One training on every label, as long as a whole active learning run trains.
+        initial, cycles, train_steps = np.arange(data.pool_size, dtype=np.int64), 0, train_steps * (cycles + 1)
+    elif len(initial) + FLAGS.budget * FLAGS.cycles >= data.pool_size:
         raise UsageError(
             f"--budget={FLAGS.budget}: {len(initial)} initial labels + {FLAGS.cycles} cycles x "
             f"{FLAGS.budget} leaves no unlabeled image in the pool of {data.pool_size}")
@@ -151,26 +161,29 @@ def run():
         raise UsageError(f"--batch_size={FLAGS.batch_size}: not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas of --strategy={FLAGS.strategy}")
     write_atomic(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string().encode())
-    with strategy.scope():
-        model = ARALModel(
-            network_config,
-            LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
-                        adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching),
-            OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
-                            discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
-                            beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average))
-    print(f"ARAL on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
+    method = build_method(
+        FLAGS.method, network_config,
+        LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
+                    adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching),
+        OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
+                        discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
+                        beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
+        strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes)
+    print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks; results in {output_dir}",
           flush=True)
-    loop_config = LoopConfig(budget=FLAGS.budget, cycles=FLAGS.cycles, train_steps=FLAGS.train_steps,
+    loop_config = LoopConfig(budget=FLAGS.budget, cycles=cycles, train_steps=train_steps,
                              batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=output_dir,
                              eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress)
-    records = run_active_learning(model, strategy, data, initial, SimulatedOracle(data.y_train), loop_config,
+    records = run_active_learning(method, strategy, data, initial, SimulatedOracle(data.y_train), loop_config,
                                   log=lambda message: print(message, flush=True))
     print("labels  test accuracy")
     for record in records:
         print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
-    exported = save_run(model, output_dir, export=FLAGS.export)
+    if method.aral_model is None:
+        print(f"--method={FLAGS.method} trains no ARAL model: nothing saved beyond the results files")
+        return records
+    exported = save_run(method.aral_model, output_dir, export=FLAGS.export)
     print(f"model saved to {os.path.join(output_dir, MODEL_FILE)}; SavedModels: "
           f"{', '.join(exported.values()) or 'none (--noexport)'}")
     return records

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from aral_tf.acquisition import select_queries
-from aral_tf.training import BatchStream, Trainer, predict_in_batches
+from aral_tf.methods import Method
+from aral_tf.training import predict_in_batches
 
 
 # Pool images (no labels) for the data-dependent initialisation of D, and the seed stream they are drawn with.
@@ -87,7 +87,7 @@ def append_result(path, record):
 
 
 def evaluate(model, images, labels, batch_size):
-    """Test accuracy of the classifier C."""
+    """Test accuracy of the classifier C (`model.classify`)."""
     classify = tf.function(model.classify, reduce_retracing=True)
     logits = predict_in_batches(classify, images, batch_size)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
@@ -96,16 +96,18 @@ def evaluate(model, images, labels, batch_size):
 def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print):
     """Alg. 1: trains, evaluates, queries and labels for `config.cycles` rounds.
 
+    `model` is an ARALModel (ARAL itself) or any `methods.Method` (see `methods.build_method`).
+
     Before the first cycle, D's weight-normalised layers are initialised from
     500 pool images drawn with the seed (images only; no labels are read).
     The model is trained and evaluated `cycles + 1` times, warm-started across
     cycles. Returns the list of per-cycle records written to results.jsonl.
     """
+    method = model if isinstance(model, Method) else Method("aral", model, "aral", strategy, config.seed)
     labeled = np.sort(np.asarray(initial_indices, dtype=np.int64))
     labels = oracle.label(labeled)
     sample = np.random.default_rng([config.seed, INIT_SAMPLE_STREAM]).permutation(len(data.x_train))
-    model.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
-    trainer = Trainer(model, strategy)
+    method.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
     results_path = os.path.join(config.output_dir, "results.jsonl")
     records = []
     for cycle in range(config.cycles + 1):
@@ -114,17 +116,16 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         cycle_dir = os.path.join(config.output_dir, f"cycle_{cycle}")
         save_indices(os.path.join(cycle_dir, "labeled.npy"), labeled)
         log(f"cycle {cycle}/{config.cycles}: training on {len(labeled)} labels for {config.train_steps} steps")
-        stream = BatchStream(data.x_train, labels, labeled, config.batch_size,
-                             model.network_config.latent_dim, data.num_classes, seed=[config.seed, cycle])
         train_started = time.time()
-        mean_losses = trainer.train(stream, config.train_steps, verbose=config.verbose)
+        mean_losses = method.train(data.x_train, labels, labeled, config.train_steps, config.batch_size,
+                                   [config.seed, cycle], verbose=config.verbose)
         train_seconds = time.time() - train_started
-        with model.averaged_discriminator():
-            accuracy = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
+        with method.evaluation():
+            accuracy = evaluate(method, data.x_test, data.y_test, config.eval_batch_size)
             log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {num_labeled} labels")
             if cycle < config.cycles:
-                selected = select_queries(model, data.x_train, labeled, config.budget,
-                                          config.eval_batch_size, verbose=config.verbose)
+                selected = method.select(data.x_train, labeled, config.budget, cycle, config.eval_batch_size,
+                                         verbose=config.verbose)
         if cycle < config.cycles:
             save_indices(os.path.join(cycle_dir, "selected.npy"), selected)
             order = np.argsort(np.concatenate([labeled, selected]), kind="stable")
@@ -137,7 +138,8 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
             "seconds": round(time.time() - started, 3),
             "train_steps": config.train_steps,
             "train_seconds": round(train_seconds, 3),
-            "train_images_per_second": round(3 * config.batch_size * config.train_steps / train_seconds, 1),
+            "train_images_per_second": round(
+                method.streams_per_step * config.batch_size * config.train_steps / train_seconds, 1),
             "losses": {name: round(value, 6) for name, value in mean_losses.items()},
         }
         append_result(results_path, record)

@@ -83,6 +83,8 @@ def _bad_cases(workdir):
         ([f"--dataset={tiny}", f"--output_dir={blocker}/run"], "--output_dir"),
         ([f"--dataset={tiny}", f"--initial_indices={workdir}/none.npy"], "--initial_indices"),
         ([f"--dataset={tiny}", "--no_such_flag=1"], "no_such_flag"),
+        ([f"--dataset={tiny}", "--method=margin"], "--method=margin: unknown method; choose one of aral, vaal"),
+        ([f"--dataset={tiny}", "--method=bald", "--mc_passes=1"], "--mc_passes"),
     ], run_dir
 
 
