@@ -2,16 +2,18 @@
 
     python main.py                                  # short offline demo on a bundled MNIST sample
     python main.py --dataset=mnist --data_file=mnist.npz --output_dir=runs/mnist
-    python main.py ... --method=bald                # a baseline or ablation instead of ARAL (see README)
 
 Each cycle co-trains E, G, D and S (Alg. 1), evaluates the classifier C on the
 test split, queries the `--budget` unlabeled images with the lowest
-S(E(x, C(x))) and asks the simulated oracle for their labels. Results go to
-OUTPUT_DIR/results.jsonl and OUTPUT_DIR/cycle_K/{labeled,selected}.npy; at the end the
-model goes to OUTPUT_DIR/model.keras and its SavedModels to OUTPUT_DIR/export.
+S(E(x, C(x))) and asks the oracle (simulated, or a person with --oracle=files)
+for their labels. Results go to OUTPUT_DIR/results.jsonl and
+OUTPUT_DIR/cycle_K/{labeled,labels,selected}.npy; at the end the model goes to
+OUTPUT_DIR/model.keras and its SavedModels to OUTPUT_DIR/export. Running the same
+command on an existing OUTPUT_DIR continues that run where it stopped.
 """
 
 import datetime
+import math
 import os
 import sys
 import tempfile
@@ -42,18 +44,24 @@ import numpy as np
 import tensorflow as tf
 
 from aral_tf import data as data_lib
-from aral_tf.export import MODEL_FILE, save_run
+from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
 from aral_tf.losses import LossWeights
-from aral_tf.loop import LoopConfig, SimulatedOracle, run_active_learning, write_atomic
-from aral_tf.methods import FULL, METHODS, build_method
+from aral_tf.loop import LoopConfig, run_active_learning
+from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
 from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
+from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
+from aral_tf.run_state import IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
 from aral_tf.training import make_strategy
 from flags import definitions
 
 FLAGS = flags.FLAGS
 
 USAGE_EXIT_CODE = 2
+
+# TensorFlow's Python warnings (e.g. about an unreadable checkpoint state file) would add lines to our
+# one-line errors; the problems they describe are reported by our own checks.
+tf.get_logger().setLevel("ERROR")
 
 
 class UsageError(Exception):
@@ -85,26 +93,61 @@ def parse_flags(argv):
 
 def _check_counts():
     for name, minimum in (("initial_labels", 1), ("budget", 1), ("cycles", 0), ("train_steps", 1),
-                          ("batch_size", 1), ("eval_batch_size", 1), ("latent_dim", 1)):
+                          ("batch_size", 1), ("eval_batch_size", 1), ("latent_dim", 1), ("seed", 0),
+                          ("checkpoint_every", 1)):
         value = FLAGS[name].value
         if value < minimum:
             raise UsageError(f"--{name}={value}: must be at least {minimum}")
-    if FLAGS.width <= 0:
+    if not FLAGS.width > 0 or not math.isfinite(FLAGS.width):
         raise UsageError(f"--width={FLAGS.width}: must be positive")
     if FLAGS.method not in METHODS:
         raise UsageError(f"--method={FLAGS.method}: unknown method; choose one of {', '.join(METHODS)}")
     if FLAGS.mc_passes < 2:
         raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
-    if not 0 <= FLAGS.classifier_average < 1:
-        raise UsageError(f"--classifier_average={FLAGS.classifier_average}: must be in [0, 1)")
+    for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler"):
+        if not FLAGS[name].value > 0 or not math.isfinite(FLAGS[name].value):
+            raise UsageError(f"--{name}={FLAGS[name].value}: must be positive")
+    for name in ("lambda_gan", "lambda_cls", "lambda_trd", "lambda_adv", "beta", "feature_matching",
+                 "input_noise_std", "hidden_noise_std"):
+        if not FLAGS[name].value >= 0 or not math.isfinite(FLAGS[name].value):
+            raise UsageError(f"--{name}={FLAGS[name].value}: must be a finite number >= 0")
+    for name in ("classifier_average", "adam_beta_1", "dropout_rate"):
+        if not 0 <= FLAGS[name].value < 1:
+            raise UsageError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")
 
 
-def _prepare_output_dir():
+# Identity flags in the order a mismatch is reported (the others follow alphabetically).
+_IDENTITY_FIRST = ("dataset", "data_file", "seed", "budget", "initial_labels", "initial_indices", "batch_size",
+                   "train_steps", "oracle", "architecture", "width", "latent_dim")
+_DATA_KEY = "pool_fingerprint"
+
+
+def _identity(data):
+    """The flags a resumed run must keep, and what identifies the data (see definitions.MAY_CHANGE_ON_RESUME)."""
+    def report_order(name):
+        return (_IDENTITY_FIRST.index(name) if name in _IDENTITY_FIRST else len(_IDENTITY_FIRST), name)
+
+    names = sorted((flag.name for flag in FLAGS.get_flags_for_module(definitions)
+                    if flag.name not in definitions.MAY_CHANGE_ON_RESUME), key=report_order)
+    return {**{name: FLAGS[name].value for name in names}, _DATA_KEY: data_fingerprint(data)}
+
+
+def _mismatch_message(mismatch):
+    advice = "continue it with the same value or choose a new --output_dir"
+    if mismatch.key == _DATA_KEY:
+        source = f"--data_file={FLAGS.data_file}" if FLAGS.data_file else f"--dataset={FLAGS.dataset}"
+        return (f"{source}: these are not the images this run was started with (their number, shape or "
+                f"SHA-256 differs); {advice}")
+    given = f"--{mismatch.key}" + ("" if mismatch.given is None else f"={mismatch.given}")
+    started = (f"without --{mismatch.key}" if mismatch.started is None
+               else f"with --{mismatch.key}={mismatch.started}")
+    return f"{given}: this run was started {started}; {advice}"
+
+
+def _output_dir():
+    """The output directory, created and checked writable; nothing in it is changed."""
     output_dir = FLAGS.output_dir or os.path.join(
         "runs", f"{os.path.basename(FLAGS.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    if os.path.exists(os.path.join(output_dir, "results.jsonl")):
-        raise UsageError(f"--output_dir={output_dir}: already holds a run (results.jsonl); "
-                         "choose a new directory")
     try:
         os.makedirs(output_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=output_dir):
@@ -112,6 +155,34 @@ def _prepare_output_dir():
     except OSError as error:
         raise UsageError(f"--output_dir={output_dir}: not writable ({error.strerror or error})") from None
     return output_dir
+
+
+def _open_run(run_dir, data, initial):
+    """Starts a new run in `run_dir` or checks that this command may continue the one there.
+
+    Returns the records of the run's finished cycles.
+    """
+    if not os.path.exists(run_dir.run_path):
+        if run_dir.holds_run_files():
+            raise UsageError(f"--output_dir={run_dir.path}: holds run files but no run.json (a run of an older "
+                             "version?); choose a new directory")
+        write_atomic(os.path.join(run_dir.path, "flags.txt"), FLAGS.flags_into_string().encode())
+        run_dir.open_run(_identity(data))
+        return []
+    try:
+        run_dir.open_run(_identity(data))
+    except IdentityMismatch as mismatch:
+        raise UsageError(_mismatch_message(mismatch)) from None
+    records = run_dir.read_results()
+    if len(records) > FLAGS.cycles + 1:
+        raise UsageError(f"--cycles={FLAGS.cycles}: this run already finished cycle {len(records) - 1}; "
+                         f"give --cycles={len(records) - 1} or more")
+    if run_dir.has(0, "labeled.npy") and not np.array_equal(run_dir.load_array(0, "labeled.npy"), initial):
+        source = (f"--initial_indices={FLAGS.initial_indices}" if FLAGS.initial_indices
+                  else f"--initial_labels={FLAGS.initial_labels}")
+        raise UsageError(f"{source}: not the initial labeled set this run was started with "
+                         f"({run_dir.cycle_file(0, 'labeled.npy')})")
+    return records
 
 
 def _architecture(image_shape):
@@ -138,7 +209,7 @@ def run():
         raise UsageError(str(error)) from None
     cycles, train_steps = FLAGS.cycles, FLAGS.train_steps
     if FLAGS.method == FULL:
-        # One training on every label, as long as a whole active learning run trains.
+        # The upper bound: one training on every label, as long as the whole schedule.
         initial, cycles, train_steps = np.arange(data.pool_size, dtype=np.int64), 0, train_steps * (cycles + 1)
     elif len(initial) + FLAGS.budget * FLAGS.cycles >= data.pool_size:
         raise UsageError(
@@ -152,15 +223,42 @@ def run():
             dropout_rate=FLAGS.dropout_rate)
     except ValueError as error:
         raise UsageError(f"--architecture={FLAGS.architecture}: {error}") from None
-    output_dir = _prepare_output_dir()
-
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(FLAGS.strategy)
     if FLAGS.batch_size % strategy.num_replicas_in_sync:
         raise UsageError(f"--batch_size={FLAGS.batch_size}: not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas of --strategy={FLAGS.strategy}")
-    write_atomic(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string().encode())
+    run_dir = RunDirectory(_output_dir())
+    with run_dir.locked():
+        records = _open_run(run_dir, data, initial)
+        if len(records) == cycles + 1 and _saved(run_dir):
+            print(f"The run in {run_dir.path} has finished all {FLAGS.cycles + 1} cycles; give a larger --cycles "
+                  "to continue it.")
+        else:
+            records = _continue_run(run_dir, records, data, initial, network_config, strategy, cycles,
+                                    train_steps)
+    print("labels  test accuracy")
+    for record in records:
+        print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
+    return records
+
+
+def _saved(run_dir):
+    """Whether the end of the run was saved: model.keras and, with --export, an export (ARAL-trained methods)."""
+    if FLAGS.method not in ARAL_TRAINED_METHODS:
+        return True
+    return os.path.exists(os.path.join(run_dir.path, MODEL_FILE)) and (
+        not FLAGS.export or os.path.isdir(os.path.join(run_dir.path, EXPORT_SUBDIR)))
+
+
+def _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps):
+    """Builds the model, runs (or continues) active learning in `run_dir` and saves the final model.
+
+    Returns the records of all cycles. A run whose cycles are all done only restores its last
+    checkpoint and saves it (a process stopped before saving).
+    """
+    run_dir.remove_temporaries()
     method = build_method(
         FLAGS.method, network_config,
         LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
@@ -169,22 +267,26 @@ def run():
                         discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
         strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes)
+    action = f"continuing at cycle {len(records)}" if records else "results"
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
-          f"{data.num_classes} classes, {network_config.architecture} networks; results in {output_dir}",
+          f"{data.num_classes} classes, {network_config.architecture} networks; {action} in {run_dir.path}",
           flush=True)
+    if FLAGS.oracle == "files":
+        oracle = FileOracle(data.x_train, os.path.join(run_dir.path, "queries"), data.num_classes,
+                            data.class_names)
+    else:
+        oracle = SimulatedOracle(data.y_train)
     loop_config = LoopConfig(budget=FLAGS.budget, cycles=cycles, train_steps=train_steps,
-                             batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=output_dir,
-                             eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress)
-    records = run_active_learning(method, strategy, data, initial, SimulatedOracle(data.y_train), loop_config,
+                             batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=run_dir.path,
+                             eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress,
+                             checkpoint_every=FLAGS.checkpoint_every)
+    records = run_active_learning(method, strategy, data, initial, oracle, loop_config,
                                   log=lambda message: print(message, flush=True))
-    print("labels  test accuracy")
-    for record in records:
-        print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
     if method.aral_model is None:
         print(f"--method={FLAGS.method} trains no ARAL model: nothing saved beyond the results files")
         return records
-    exported = save_run(method.aral_model, output_dir, export=FLAGS.export)
-    print(f"model saved to {os.path.join(output_dir, MODEL_FILE)}; SavedModels: "
+    exported = save_run(method.aral_model, run_dir.path, export=FLAGS.export)
+    print(f"model saved to {os.path.join(run_dir.path, MODEL_FILE)}; SavedModels: "
           f"{', '.join(exported.values()) or 'none (--noexport)'}")
     return records
 
@@ -195,11 +297,13 @@ def main(argv):
         sys.exit(USAGE_EXIT_CODE)
     try:
         run()
-    except UsageError as error:
+    except AwaitingLabels as request:
+        print(f"Waiting for labels: {request}", flush=True)
+    except (UsageError, RunStateError, LabelsFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(USAGE_EXIT_CODE)
     except FloatingPointError as error:
-        print(f"error: {error}; the results of the finished cycles are kept", file=sys.stderr)
+        print(f"error: {error}; the finished cycles and the last good checkpoint are kept", file=sys.stderr)
         sys.exit(1)
 
 

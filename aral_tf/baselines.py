@@ -300,6 +300,15 @@ class LabeledBatches:
         if len(self._labels) != len(self._labeled_indices):
             raise ValueError("labels must give one label per labeled index")
 
+    @property
+    def rng_state(self):
+        """The generator's state as a JSON-compatible dict (saved with checkpoints to resume the stream)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state):
+        self._rng.bit_generator.state = state
+
     def next(self):
         positions = self._rng.integers(0, len(self._labeled_indices), self._batch_size)
         return {"labeled_images": self._images[self._labeled_indices[positions]],

@@ -1,25 +1,27 @@
-"""The active learning loop of Alg. 1 with a simulated oracle, and its results files.
+"""The active learning loop of Alg. 1, resumable from its output directory.
 
-Output directory layout:
-    results.jsonl            one JSON line per trained cycle
-    cycle_K/labeled.npy      pool indices labeled while training cycle K (int64)
-    cycle_K/selected.npy     pool indices queried after cycle K (int64; not after the last)
-Every file is written atomically (temporary file, then rename).
+Each cycle K: ask the oracle for the labels of the images selected after cycle K-1 (cycle 0: the
+initial set), train, evaluate. The files it keeps are listed in aral_tf/run_state.py. Running it
+again on the same directory continues where the previous process stopped, with the same result
+as a run that was never interrupted:
+- a cycle whose record is in results.jsonl is done;
+- the labeled set of a cycle, once saved (cycle_K/labels.npy), is reused; the selection after a
+  cycle (cycle_K/selected.npy) too;
+- training restarts from the newest checkpoint (written every `checkpoint_every` steps and at the
+  end of each cycle), with the batch stream's generator state and loss sums saved in it;
+- evaluation and selection are deterministic functions of the checkpointed model, so they are
+  simply repeated when a process stopped in them.
 """
 
 import dataclasses
-import io
-import json
-import os
-import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from aral_tf.methods import Method
+from aral_tf.run_state import RunCheckpoint, RunDirectory, RunStateError, TrainingPosition
 from aral_tf.training import predict_in_batches
-
 
 # Pool images (no labels) for the data-dependent initialisation of D, and the seed stream they are drawn with.
 INIT_SAMPLE_SIZE = 500
@@ -38,110 +40,142 @@ class LoopConfig:
     output_dir: str
     eval_batch_size: int = 500
     verbose: bool = True
-
-
-class SimulatedOracle:
-    """Answers queries with the ground truth; the pool's labels are read nowhere else."""
-
-    def __init__(self, labels):
-        self._labels = np.asarray(labels, dtype=np.int64)
-        self.queried = 0
-
-    def label(self, indices):
-        """True labels of the pool indices `indices`."""
-        self.queried += len(indices)
-        return self._labels[np.asarray(indices, dtype=np.int64)]
-
-
-def write_atomic(path, payload):
-    """Writes bytes to `path` through a temporary file in the same directory and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def save_indices(path, indices):
-    """Saves pool indices as an int64 .npy file, atomically."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(indices, dtype=np.int64), allow_pickle=False)
-    write_atomic(path, buffer.getvalue())
-
-
-def append_result(path, record):
-    """Appends one JSON line to `path`, rewriting the file atomically."""
-    previous = b""
-    if os.path.exists(path):
-        with open(path, "rb") as stream:
-            previous = stream.read()
-    write_atomic(path, previous + (json.dumps(record, sort_keys=True) + "\n").encode())
+    checkpoint_every: int = 500
 
 
 def evaluate(model, images, labels, batch_size):
-    """Test accuracy of the classifier C (`model.classify`)."""
+    """Test accuracy of the classifier C."""
     classify = tf.function(model.classify, reduce_retracing=True)
     logits = predict_in_batches(classify, images, batch_size)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print):
-    """Alg. 1: trains, evaluates, queries and labels for `config.cycles` rounds.
+def _ignore_event(kind, cycle, detail):  # pylint: disable=unused-argument
+    return None
 
+
+def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print, on_event=None):
+    """Alg. 1: labels, trains and evaluates cycles 0..`config.cycles`, continuing the run in `config.output_dir`.
+
+    Before the first cycle of a new run, D's weight-normalised layers are initialised from 500 pool
+    images drawn with the seed (images only; no labels are read). The model is warm-started across
+    cycles. The oracle may raise (e.g. `oracle.AwaitingLabels`); everything done so far is kept.
+    `on_event(kind, cycle, detail)` is called when a cycle starts ("cycle", "start") and after each
+    training step ("step", step number), checkpoint ("checkpoint", step number) and file written
+    ("file", path in the run).
     `model` is an ARALModel (ARAL itself) or any `methods.Method` (see `methods.build_method`).
-
-    Before the first cycle, D's weight-normalised layers are initialised from
-    500 pool images drawn with the seed (images only; no labels are read).
-    The model is trained and evaluated `cycles + 1` times, warm-started across
-    cycles. Returns the list of per-cycle records written to results.jsonl.
+    Returns the records of all finished cycles, as in results.jsonl.
     """
     method = model if isinstance(model, Method) else Method("aral", model, "aral", strategy, config.seed)
-    labeled = np.sort(np.asarray(initial_indices, dtype=np.int64))
-    labels = oracle.label(labeled)
-    sample = np.random.default_rng([config.seed, INIT_SAMPLE_STREAM]).permutation(len(data.x_train))
-    method.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
-    results_path = os.path.join(config.output_dir, "results.jsonl")
-    records = []
-    for cycle in range(config.cycles + 1):
+    notify = on_event or _ignore_event
+    run = RunDirectory(config.output_dir)
+    records = run.read_results()
+    checkpoint = RunCheckpoint(method.learner, run.checkpoint_dir, run.open_run())
+    position = checkpoint.restore_latest()
+    _check_position(position, len(records), config, checkpoint.latest_path)
+    if position is None:
+        sample = np.random.default_rng([config.seed, INIT_SAMPLE_STREAM]).permutation(len(data.x_train))
+        method.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
+    for cycle in range(len(records), config.cycles + 1):
         started = time.time()
-        num_labeled = len(labeled)
-        cycle_dir = os.path.join(config.output_dir, f"cycle_{cycle}")
-        save_indices(os.path.join(cycle_dir, "labeled.npy"), labeled)
-        log(f"cycle {cycle}/{config.cycles}: training on {len(labeled)} labels for {config.train_steps} steps")
-        train_started = time.time()
-        mean_losses = method.train(data.x_train, labels, labeled, config.train_steps, config.batch_size,
-                                   [config.seed, cycle], verbose=config.verbose)
-        train_seconds = time.time() - train_started
+        notify("cycle", cycle, "start")
+        labeled, labels = _labeled_set(cycle, method, data, initial_indices, oracle, config, run, notify)
+        resumed = position if position is not None and position.cycle == cycle else None
+        mean_losses, train_seconds = _train(cycle, method, checkpoint, data, labeled, labels, resumed, config,
+                                            log, notify)
         with method.evaluation():
             accuracy = evaluate(method, data.x_test, data.y_test, config.eval_batch_size)
-            log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {num_labeled} labels")
-            if cycle < config.cycles:
-                selected = method.select(data.x_train, labeled, config.budget, cycle, config.eval_batch_size,
-                                         verbose=config.verbose)
-        if cycle < config.cycles:
-            save_indices(os.path.join(cycle_dir, "selected.npy"), selected)
-            order = np.argsort(np.concatenate([labeled, selected]), kind="stable")
-            labels = np.concatenate([labels, oracle.label(selected)])[order]
-            labeled = np.concatenate([labeled, selected])[order]
+        log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {len(labeled)} labels")
+        carried_seconds = resumed.train_seconds if resumed is not None else 0.0
         record = {
             "cycle": cycle,
-            "num_labeled": num_labeled,
+            "num_labeled": len(labeled),
             "test_accuracy": accuracy,
-            "seconds": round(time.time() - started, 3),
+            "seconds": round(time.time() - started + carried_seconds, 3),
             "train_steps": config.train_steps,
             "train_seconds": round(train_seconds, 3),
             "train_images_per_second": round(
                 method.streams_per_step * config.batch_size * config.train_steps / train_seconds, 1),
             "losses": {name: round(value, 6) for name, value in mean_losses.items()},
         }
-        append_result(results_path, record)
+        run.append_result(record)
+        notify("file", cycle, "results.jsonl")
         records.append(record)
     return records
+
+
+def _check_position(position, finished_cycles, config, path):
+    """The newest checkpoint must be in the first unfinished cycle or at the end of the last finished one."""
+    if position is None:
+        if finished_cycles:
+            raise RunStateError(f"{config.output_dir}: results.jsonl lists {finished_cycles} finished cycles but "
+                                "there is no checkpoint to continue from")
+        return
+    at_end_of_last = position.cycle == finished_cycles - 1 and position.step == config.train_steps
+    if not (position.cycle == finished_cycles and position.step <= config.train_steps or at_end_of_last):
+        raise RunStateError(f"{path}: is at cycle {position.cycle} step {position.step}, but results.jsonl "
+                            f"lists {finished_cycles} finished cycles of {config.train_steps} steps")
+
+
+def _labeled_set(cycle, method, data, initial_indices, oracle, config, run, notify):
+    """Pool indices labeled for cycle `cycle` and their labels: saved ones, or the oracle's answers.
+
+    The queries of cycle K > 0 are the selection after cycle K-1, made now with the model as it
+    ended cycle K-1 unless a previous process already saved it.
+    """
+    if run.has(cycle, "labels.npy"):
+        return run.load_array(cycle, "labeled.npy"), run.load_array(cycle, "labels.npy")
+    if cycle == 0:
+        previous = previous_labels = np.zeros(0, dtype=np.int64)
+        queries, round_name = np.sort(np.asarray(initial_indices, dtype=np.int64)), "initial"
+    else:
+        previous = run.load_array(cycle - 1, "labeled.npy")
+        previous_labels = run.load_array(cycle - 1, "labels.npy")
+        if run.has(cycle - 1, "selected.npy"):
+            queries = run.load_array(cycle - 1, "selected.npy")
+        else:
+            with method.evaluation():
+                queries = method.select(data.x_train, previous, config.budget, cycle - 1, config.eval_batch_size,
+                                        verbose=config.verbose)
+            notify("file", cycle, run.save_array(cycle - 1, "selected.npy", queries))
+        round_name = f"cycle_{cycle - 1}"
+    answers = np.asarray(oracle.label(queries, round_name), dtype=np.int64)
+    order = np.argsort(np.concatenate([previous, queries]), kind="stable")
+    labeled = np.concatenate([previous, queries])[order]
+    labels = np.concatenate([previous_labels, answers])[order]
+    notify("file", cycle, run.save_array(cycle, "labeled.npy", labeled))
+    notify("file", cycle, run.save_array(cycle, "labels.npy", labels))
+    return labeled, labels
+
+
+def _train(cycle, method, checkpoint, data, labeled, labels, resumed, config, log, notify):
+    """Trains cycle `cycle` to `config.train_steps`, from `resumed` if given; returns (mean losses, seconds).
+
+    Checkpoints every `config.checkpoint_every` steps and after the last step; never after a
+    step with a non-finite loss (the trainer raises first).
+    """
+    stream = method.stream(data.x_train, labels, labeled, config.batch_size, [config.seed, cycle])
+    first_step, loss_sums, carried_seconds = 0, {}, 0.0
+    if resumed is not None:
+        first_step, loss_sums, carried_seconds = resumed.step, dict(resumed.loss_sums), resumed.train_seconds
+        if first_step < config.train_steps:
+            stream.rng_state = resumed.stream_state
+        log(f"cycle {cycle}: resuming after step {first_step} of {config.train_steps}")
+    log(f"cycle {cycle}/{config.cycles}: training on {len(labeled)} labels for {config.train_steps} steps")
+    started = time.time()
+
+    def after_step(step, sums):
+        notify("step", cycle, step)
+        if step % config.checkpoint_every == 0 or step == config.train_steps:
+            seconds = carried_seconds + time.time() - started
+            checkpoint.save(TrainingPosition(cycle=cycle, step=step, stream_state=stream.rng_state,
+                                             loss_sums=dict(sums), train_seconds=seconds))
+            notify("checkpoint", cycle, step)
+
+    try:
+        mean_losses = method.trainer.train(stream, config.train_steps, verbose=config.verbose,
+                                           first_step=first_step,
+                                    loss_sums=loss_sums, after_step=after_step)
+    except FloatingPointError as error:
+        raise FloatingPointError(f"cycle {cycle}: {error}") from None
+    return mean_losses, carried_seconds + time.time() - started

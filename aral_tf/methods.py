@@ -28,6 +28,8 @@ METHODS = {
                        "conditional GAN's images",
 }
 FULL = "full"
+# Methods whose learner is an ARALModel (saved as model.keras and exported at the end of a run).
+ARAL_TRAINED_METHODS = ("aral", "aral_random")
 
 # The seed stream of uniform selection: np.random.default_rng([seed, cycle, RANDOM_STREAM]).
 RANDOM_STREAM = 7
@@ -117,17 +119,17 @@ class Method:
     def classify(self, images):
         return self.learner.classify(images)
 
-    def train(self, images, labels, labeled_indices, steps, batch_size, seed, verbose=False):
-        """`steps` training steps on batches drawn with `seed`; returns the mean losses.
-
-        `labels` are those of `labeled_indices` only.
-        """
+    def stream(self, images, labels, labeled_indices, batch_size, seed):
+        """The seeded training batches of this learner; `labels` are those of `labeled_indices` only."""
         if self.labeled_only:
-            stream = baselines.LabeledBatches(images, labels, labeled_indices, batch_size, seed)
-        else:
-            config = self.learner.network_config
-            stream = BatchStream(images, labels, labeled_indices, batch_size, config.latent_dim,
-                                 config.num_classes, seed=seed)
+            return baselines.LabeledBatches(images, labels, labeled_indices, batch_size, seed)
+        config = self.learner.network_config
+        return BatchStream(images, labels, labeled_indices, batch_size, config.latent_dim, config.num_classes,
+                           seed=seed)
+
+    def train(self, images, labels, labeled_indices, steps, batch_size, seed, verbose=False):
+        """`steps` training steps on batches drawn with `seed`; returns the mean losses."""
+        stream = self.stream(images, labels, labeled_indices, batch_size, seed)
         return self.trainer.train(stream, steps, verbose=verbose)
 
     def select(self, images, labeled_indices, budget, cycle, batch_size, verbose=False):
@@ -163,7 +165,7 @@ def build_method(name, network_config, loss_weights, optimizer_config, strategy,
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     with strategy.scope():
-        if name in ("aral", "aral_random"):
+        if name in ARAL_TRAINED_METHODS:
             learner = ARALModel(network_config, loss_weights, optimizer_config)
             selection = "aral" if name == "aral" else "random"
         elif name in ("random", "entropy", "bald", "coreset", FULL):

@@ -41,6 +41,15 @@ class BatchStream:
         if len(self._labeled_labels) != len(labeled_indices):
             raise ValueError("labels must give one label per labeled index")
 
+    @property
+    def rng_state(self):
+        """The generator's state as a JSON-compatible dict (saved with checkpoints to resume the stream)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state):
+        self._rng.bit_generator.state = state
+
     def next(self):
         """The next global batch as a dict of NumPy arrays (the keys of `model.BATCH_KEYS`)."""
         rng, size = self._rng, self._batch_size
@@ -95,19 +104,28 @@ class Trainer:
         """One distributed step on a global batch of NumPy arrays; returns the losses as floats."""
         return {name: float(value) for name, value in self._step(self._distribute(batch)).items()}
 
-    def train(self, stream, steps, verbose=True):
-        """`steps` steps on batches from `stream`; returns the mean of each loss over them."""
-        trackers = {}
+    def train(self, stream, steps, verbose=True, first_step=0, loss_sums=None, after_step=None):
+        """Steps `first_step + 1 .. steps` on batches from `stream`; returns each loss's mean over steps 1..steps.
+
+        `loss_sums` holds the sums of the losses over steps 1..first_step (empty when starting at 0) and is
+        updated in place. `after_step(step, loss_sums)` runs after each step whose losses are all finite
+        (e.g. to checkpoint); a non-finite loss raises FloatingPointError before it.
+        """
+        loss_sums = {} if loss_sums is None else loss_sums
         progress = keras.utils.Progbar(steps, verbose=1 if verbose else 0, unit_name="step")
-        for step in range(steps):
+        if first_step:
+            progress.update(first_step)
+        for step in range(first_step + 1, steps + 1):
             values = self.train_step(stream.next())
             for name, value in values.items():
                 if not np.isfinite(value):
-                    raise FloatingPointError(f"{name} is {value} at step {step + 1}; training diverged")
-                trackers.setdefault(name, keras.metrics.Mean(name=name)).update_state(value)
-            progress.update(step + 1, [(name, value) for name, value in values.items()
-                                       if name.startswith("loss_")])
-        return {name: float(tracker.result()) for name, tracker in trackers.items()}
+                    raise FloatingPointError(f"{name} is {value} at step {step}; training diverged")
+            for name, value in values.items():
+                loss_sums[name] = loss_sums.get(name, 0.0) + value
+            if after_step is not None:
+                after_step(step, loss_sums)
+            progress.update(step, [(name, value) for name, value in values.items() if name.startswith("loss_")])
+        return {name: total / steps for name, total in loss_sums.items()}
 
 
 def predict_in_batches(function, images, batch_size, indices=None, verbose=False, unit_name="image"):

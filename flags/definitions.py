@@ -33,8 +33,13 @@ flags.DEFINE_integer("batch_size", 100,
                      "Global batch size of each stream (labeled, unlabeled, generated).")
 flags.DEFINE_integer("eval_batch_size", 500, "Batch size for evaluation and pool scoring.")
 flags.DEFINE_integer("seed", 0, "Seed of the initial draw, the initialisation and every training draw.")
-flags.DEFINE_string("output_dir", None, "Directory for the results; default runs/<dataset>-<time>.")
+flags.DEFINE_string("output_dir", None,
+                    "Directory of the run; default runs/<dataset>-<time>. Given an existing run, continues it.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_enum("oracle", "simulated", ["simulated", "files"],
+                  "Who labels the queries: simulated (the dataset's labels) or files (a person: queries are "
+                  "written to OUTPUT_DIR/queries/ROUND/, answers read from labels.csv there).")
+flags.DEFINE_integer("checkpoint_every", 500, "Training steps between checkpoints (also one at each cycle's end).")
 flags.DEFINE_bool("export", True,
                   "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "
                   "(TF Serving layout). OUTPUT_DIR/model.keras is saved either way.")
@@ -73,6 +78,11 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                   "tf.distribute strategy: default (one device) or mirrored (all local GPUs or CPUs).")
 
 FLAGS = flags.FLAGS
+
+# Flags of this module that a resumed run may change; every other one is part of the run's identity
+# (stored in OUTPUT_DIR/run.json) and must keep its value. Add a new flag here only if changing it
+# midway cannot change which images get labeled or what the model learns.
+MAY_CHANGE_ON_RESUME = ("cycles", "progress", "output_dir", "data_dir", "checkpoint_every", "export")
 
 
 def flagfile_for(dataset):

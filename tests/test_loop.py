@@ -1,4 +1,4 @@
-"""run_active_learning end to end on a tiny pool: files, determinism, and blindness to pool labels."""
+"""run_active_learning end to end on a tiny pool: files, determinism, blindness to pool labels, and resuming."""
 
 import json
 import os
@@ -11,6 +11,8 @@ import tensorflow as tf
 from aral_tf import loop
 from aral_tf.data import ImageData
 from aral_tf.model import ARALModel
+from aral_tf.oracle import AwaitingLabels, FileOracle, SimulatedOracle
+from aral_tf.run_state import RunCheckpoint, RunDirectory
 from aral_tf.training import make_strategy
 from tests.helpers import tiny_config, tiny_images
 
@@ -22,14 +24,25 @@ def tiny_data(labels=None):
                      num_classes=3, class_names=None)
 
 
-def run(output_dir, data, seed=0, cycles=2):
+class Interrupt(Exception):
+    """Stands in for a crash at a chosen point of the loop."""
+
+
+def interrupt_at(point):
+    def on_event(kind, cycle, detail):
+        if (kind, cycle, detail) == point:
+            raise Interrupt(point)
+    return on_event
+
+
+def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None):
     keras.utils.set_random_seed(seed)
     model = ARALModel(tiny_config(noise=0.3))
     config = loop.LoopConfig(budget=3, cycles=cycles, train_steps=3, batch_size=4, seed=seed,
-                             output_dir=str(output_dir), eval_batch_size=5, verbose=False)
-    oracle = loop.SimulatedOracle(data.y_train)
+                             output_dir=str(output_dir), eval_batch_size=5, verbose=False, checkpoint_every=2)
+    oracle = oracle or SimulatedOracle(data.y_train)
     records = loop.run_active_learning(model, make_strategy("default"), data, np.array([5, 1, 30, 12]), oracle,
-                                       config, log=lambda message: None)
+                                       config, log=lambda message: None, on_event=on_event)
     return records, oracle
 
 
@@ -56,9 +69,12 @@ class RunActiveLearningTest(tf.test.TestCase):
             self.assertEqual(selected.dtype, np.int64)
             self.assertLen(selected, 3)
             self.assertEmpty(np.intersect1d(labeled, selected))
-            self.assertAllEqual(indices(output_dir, cycle + 1, "labeled"), np.sort(np.concatenate([labeled, selected])))
+            self.assertAllEqual(indices(output_dir, cycle + 1, "labeled"),
+                                np.sort(np.concatenate([labeled, selected])))
         self.assertFalse(os.path.exists(os.path.join(output_dir, "cycle_2", "selected.npy")))
         self.assertEqual(oracle.queried, 10)
+        for cycle in (0, 1, 2):
+            self.assertAllEqual(indices(output_dir, cycle, "labels"), indices(output_dir, cycle, "labeled") % 3)
 
     def test_same_seed_same_indices(self):
         first, second = self.enter_context(tempfile.TemporaryDirectory()), self.enter_context(tempfile.TemporaryDirectory())
@@ -79,15 +95,89 @@ class RunActiveLearningTest(tf.test.TestCase):
         self.assertAllEqual(indices(first, 0, "selected"), indices(second, 0, "selected"))
 
 
-class AtomicWriteTest(tf.test.TestCase):
+def assert_same_run(test, first, second, cycles=2):
+    """Same labeled sets, labels and selections; same accuracies and losses up to float tolerance."""
+    for cycle in range(cycles + 1):
+        for name in ("labeled", "labels") + (("selected",) if cycle < cycles else ()):
+            test.assertAllEqual(indices(first, cycle, name), indices(second, cycle, name), msg=f"{cycle} {name}")
+    first_records, second_records = RunDirectory(first).read_results(), RunDirectory(second).read_results()
+    test.assertLen(second_records, cycles + 1)
+    for one, other in zip(first_records, second_records):
+        test.assertAllClose(one["test_accuracy"], other["test_accuracy"], atol=1e-6)
+        test.assertAllClose(one["losses"], other["losses"], rtol=1e-5, atol=1e-6)
 
-    def test_append_result_keeps_earlier_lines(self):
-        path = os.path.join(self.enter_context(tempfile.TemporaryDirectory()), "results.jsonl")
-        loop.append_result(path, {"cycle": 0})
-        loop.append_result(path, {"cycle": 1})
-        with open(path, encoding="utf-8") as stream:
-            self.assertEqual([json.loads(line)["cycle"] for line in stream], [0, 1])
-        self.assertEqual([name for name in os.listdir(os.path.dirname(path)) if name.startswith(".tmp")], [])
+
+class ResumeTest(tf.test.TestCase):
+    """A run stopped anywhere and run again ends as if it had never stopped."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.workspace = tempfile.TemporaryDirectory()  # pylint: disable=consider-using-with
+        cls.reference = os.path.join(cls.workspace.name, "reference")
+        run(cls.reference, tiny_data())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.workspace.cleanup()
+        super().tearDownClass()
+
+    def test_interrupted_run_continues_to_the_same_result(self):
+        output_dir = self.enter_context(tempfile.TemporaryDirectory())
+        for point in (("step", 0, 3), ("file", 1, os.path.join("cycle_0", "selected.npy")), ("checkpoint", 1, 3)):
+            with self.assertRaises(Interrupt):
+                run(output_dir, tiny_data(), on_event=interrupt_at(point))
+        records, _ = run(output_dir, tiny_data())
+        self.assertEqual([record["cycle"] for record in records], [0, 1, 2])
+        assert_same_run(self, self.reference, output_dir)
+
+    def test_more_cycles_extend_a_finished_run(self):
+        output_dir = self.enter_context(tempfile.TemporaryDirectory())
+        run(output_dir, tiny_data(), cycles=1)
+        self.assertFalse(os.path.exists(os.path.join(output_dir, "cycle_1", "selected.npy")))
+        run(output_dir, tiny_data(), cycles=2)
+        assert_same_run(self, self.reference, output_dir)
+
+    def test_file_oracle_given_the_true_labels_matches_the_simulated_run(self):
+        output_dir = self.enter_context(tempfile.TemporaryDirectory())
+        data = tiny_data()
+        for round_name in ("initial", "cycle_0", "cycle_1"):
+            oracle = FileOracle(data.x_train, os.path.join(output_dir, "queries"), data.num_classes)
+            with self.assertRaisesRegex(AwaitingLabels, f"3|4 images to label in .*{round_name}"):
+                run(output_dir, data, oracle=oracle)
+            round_dir = os.path.join(output_dir, "queries", round_name)
+            with open(os.path.join(round_dir, "queries.csv"), encoding="utf-8") as stream:
+                queried = [int(line.split(",")[0]) for line in stream.read().splitlines()[1:]]
+            with open(os.path.join(round_dir, "labels.csv"), "w", encoding="utf-8") as stream:
+                stream.write("pool_index,label\n" + "".join(f"{index},{data.y_train[index]}\n"
+                                                              for index in queried))
+        queries_dir = os.path.join(output_dir, "queries")
+        run(output_dir, data, oracle=FileOracle(data.x_train, queries_dir, data.num_classes))
+        assert_same_run(self, self.reference, output_dir)
+
+    def test_divergence_stops_the_cycle_and_keeps_the_last_good_checkpoint(self):
+        output_dir = self.enter_context(tempfile.TemporaryDirectory())
+        keras.utils.set_random_seed(0)
+        model = ARALModel(tiny_config(noise=0.3))
+
+        def poison(kind, cycle, detail):
+            if (kind, cycle, detail) == ("step", 1, 3):
+                bias = model.discriminator.classifier.bias
+                bias.assign(np.full(bias.shape, np.nan, np.float32))
+
+        config = loop.LoopConfig(budget=3, cycles=2, train_steps=5, batch_size=4, seed=0, output_dir=output_dir,
+                                 eval_batch_size=5, verbose=False, checkpoint_every=2)
+        data = tiny_data()
+        with self.assertRaisesRegex(FloatingPointError, "cycle 1: .* at step 4; training diverged"):
+            loop.run_active_learning(model, make_strategy("default"), data, np.array([5, 1, 30, 12]),
+                                     SimulatedOracle(data.y_train), config, log=lambda message: None,
+                                     on_event=poison)
+        self.assertLen(RunDirectory(output_dir).read_results(), 1)
+        fresh = ARALModel(tiny_config(noise=0.3))
+        position = RunCheckpoint(fresh, os.path.join(output_dir, "checkpoints"),
+                                 RunDirectory(output_dir).open_run()).restore_latest()
+        self.assertEqual((position.cycle, position.step), (1, 2))
+        self.assertTrue(all(np.all(np.isfinite(variable.numpy())) for variable in fresh.trainable_variables))
 
 
 if __name__ == "__main__":

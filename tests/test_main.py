@@ -1,4 +1,7 @@
-"""The command line: a tiny end-to-end run, the TFDS path, and bad input (one line, exit code 2)."""
+"""The command line: a tiny end-to-end run, re-running it, the file oracle, the TFDS path.
+
+Bad input (one line, exit code 2, run directory intact) is tested in test_bad_inputs.py.
+"""
 
 import json
 import os
@@ -52,52 +55,60 @@ def test_tiny_end_to_end_run(workdir):
     assert all(0.0 <= record["test_accuracy"] <= 1.0 and record["seconds"] > 0 for record in records)
     selected = np.load(os.path.join(output_dir, "cycle_0", "selected.npy"), allow_pickle=False)
     assert selected.dtype == np.int64 and len(selected) == 2
-    assert os.path.exists(os.path.join(output_dir, "flags.txt"))
+    for name in ("flags.txt", "run.json", "checkpoints/checkpoint", "cycle_1/labels.npy"):
+        assert os.path.exists(os.path.join(output_dir, name)), name
     assert "test accuracy" in result.stdout
     assert os.path.isfile(os.path.join(output_dir, "model.keras"))
     for name in ("classifier", "sampler"):
         assert os.path.isfile(os.path.join(output_dir, "export", name, "1", "saved_model.pb"))
 
-
-def _bad_cases(workdir):
-    tiny = write_npz(os.path.join(workdir, "tiny.npz"))
-    no_labels = write_npz(os.path.join(workdir, "no_labels.npz"), y_train=None)
-    float_images = write_npz(os.path.join(workdir, "float.npz"), x_train=np.zeros((30, 28, 28, 1), np.float32))
-    bad_rank = write_npz(os.path.join(workdir, "rank.npz"), x_train=np.zeros((30, 28, 28), np.uint8))
-    bad_label = write_npz(os.path.join(workdir, "label.npz"), y_train=np.full(30, 12, np.int64))
-    blocker = os.path.join(workdir, "a_file")
-    with open(blocker, "w", encoding="utf-8") as stream:
-        stream.write("x")
-    run_dir = os.path.join(workdir, "out")
-    return [
-        (["--dataset=fashion_mnist"], "--dataset"),
-        (["--dataset=mnist", f"--data_file={workdir}/missing.npz"], "--data_file"),
-        (["--dataset=mnist", f"--data_file={no_labels}"], "y_train"),
-        (["--dataset=mnist", f"--data_file={float_images}"], "x_train"),
-        (["--dataset=mnist", f"--data_file={bad_rank}"], "x_train"),
-        (["--dataset=mnist", f"--data_file={bad_label}"], "y_train"),
-        ([f"--dataset={tiny}", "--budget=40"], "--budget"),
-        ([f"--dataset={tiny}", "--budget=0"], "--budget"),
-        ([f"--dataset={tiny}", "--train_steps=-1"], "--train_steps"),
-        ([f"--dataset={tiny}", "--batch_size=abc"], "--batch_size"),
-        ([f"--dataset={tiny}", f"--output_dir={blocker}/run"], "--output_dir"),
-        ([f"--dataset={tiny}", f"--initial_indices={workdir}/none.npy"], "--initial_indices"),
-        ([f"--dataset={tiny}", "--no_such_flag=1"], "no_such_flag"),
-        ([f"--dataset={tiny}", "--method=margin"], "--method=margin: unknown method; choose one of aral, vaal"),
-        ([f"--dataset={tiny}", "--method=bald", "--mc_passes=1"], "--mc_passes"),
-    ], run_dir
+    # A process stopped after the last cycle but before saving: the same command saves the model.
+    os.remove(os.path.join(output_dir, "model.keras"))
+    for expected in ("model saved to", "has finished all 2 cycles"):
+        again = run_main("--dataset=mnist", f"--data_file={data_file}", f"--output_dir={output_dir}", *TINY_RUN,
+                         "--noexport")
+        assert again.returncode == 0 and expected in again.stdout, again.stdout + again.stderr
+    assert os.path.isfile(os.path.join(output_dir, "model.keras"))
+    with open(os.path.join(output_dir, "results.jsonl"), encoding="utf-8") as stream:
+        assert [json.loads(line) for line in stream] == records
 
 
-def test_bad_input_gives_one_line_and_exit_code_2(workdir):
-    cases, run_dir = _bad_cases(workdir)
-    for arguments, culprit in cases:
-        result = run_main(f"--output_dir={run_dir}", *TINY_RUN, *arguments)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2, (arguments, result.stderr)
-        assert len(lines) == 1 and lines[0].startswith("error: "), (arguments, result.stderr)
-        assert culprit in lines[0], (arguments, lines[0])
-        assert "Traceback" not in result.stderr
-        assert not os.path.exists(os.path.join(run_dir, "results.jsonl"))
+@pytest.fixture(name="fresh_flags")
+def fixture_fresh_flags():
+    """Flags parsed in this process start from their defaults and are reset afterwards."""
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    flags.FLAGS.unparse_flags()
+    yield
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.usefixtures("fresh_flags")
+def test_files_oracle_writes_queries_then_continues_with_the_labels(workdir, capsys):
+    import main  # pylint: disable=import-outside-toplevel
+
+    data_file = write_npz(os.path.join(workdir, "tiny.npz"))
+    output_dir = os.path.join(workdir, "run")
+    arguments = ["main.py", "--dataset=mnist", f"--data_file={data_file}", f"--output_dir={output_dir}", *TINY_RUN,
+                 "--oracle=files"]
+    main.main(main.parse_flags(arguments))
+    initial_dir = os.path.join(output_dir, "queries", "initial")
+    assert f"Waiting for labels: 4 images to label in {initial_dir}" in capsys.readouterr().out
+    with open(os.path.join(initial_dir, "queries.csv"), encoding="utf-8") as stream:
+        rows = [line.split(",") for line in stream.read().splitlines()]
+    assert rows[0] == ["pool_index", "file"] and len(rows) == 5
+    assert all(os.path.exists(os.path.join(initial_dir, name)) for _, name in rows[1:])
+    answers = {int(index): (int(index) + 1) % 10 for index, _ in rows[1:]}
+    with open(os.path.join(initial_dir, "labels.csv"), "w", encoding="utf-8") as stream:
+        stream.write("pool_index,label\n" + "".join(f"{index},{label}\n" for index, label in answers.items()))
+
+    main.main(main.parse_flags(arguments))
+    assert "queries/cycle_0 (queries.csv" in capsys.readouterr().out
+    with open(os.path.join(output_dir, "results.jsonl"), encoding="utf-8") as stream:
+        assert [json.loads(line)["num_labeled"] for line in stream] == [4]
+    labeled = np.load(os.path.join(output_dir, "cycle_0", "labeled.npy"), allow_pickle=False)
+    labels = np.load(os.path.join(output_dir, "cycle_0", "labels.npy"), allow_pickle=False)
+    assert {int(index): int(label) for index, label in zip(labeled, labels)} == answers
+    assert len(os.listdir(os.path.join(output_dir, "queries", "cycle_0"))) == 3
 
 
 def test_existing_run_is_not_overwritten(workdir):

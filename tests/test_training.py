@@ -1,5 +1,7 @@
 """BatchStream, Trainer and predict_in_batches."""
 
+import json
+
 import numpy as np
 import keras
 import tensorflow as tf
@@ -48,6 +50,16 @@ class BatchStreamTest(tf.test.TestCase):
         self.assertEqual(batch["prior_latent"].shape, (16, 4))
         self.assertTrue(np.all((batch["prior_labels"] >= 0) & (batch["prior_labels"] < 3)))
 
+    def test_generator_state_survives_json_and_continues_the_stream(self):
+        first, _ = self.make_stream()
+        first.next()
+        state = json.loads(json.dumps(first.rng_state))
+        second, _ = self.make_stream(seed=99)
+        second.rng_state = state
+        expected, continued = first.next(), second.next()
+        for key, value in expected.items():
+            self.assertAllEqual(continued[key], value)
+
     def test_rejects_mismatched_labels(self):
         with self.assertRaisesRegex(ValueError, "one label per labeled index"):
             training.BatchStream(tiny_images(5), np.array([0]), np.array([1, 2]), 4, 4, 3, 0)
@@ -60,11 +72,18 @@ class TrainerTest(tf.test.TestCase):
         model = ARALModel(tiny_config())
         stream = training.BatchStream(tiny_images(12), np.array([0, 1, 2]), np.array([0, 1, 2]), 4, 4, 3, 0)
         trainer = training.Trainer(model, training.make_strategy("default"))
-        losses = trainer.train(stream, 2, verbose=False)
+        finished = []
+        sums = {"loss_sampler": 10.0}
+        losses = trainer.train(stream, 3, verbose=False, first_step=1, loss_sums=sums,
+                               after_step=lambda step, sums: finished.append(step))
+        self.assertEqual(finished, [2, 3])
         self.assertTrue(all(np.isfinite(v) for v in losses.values()))
+        self.assertAllClose(losses["loss_sampler"], sums["loss_sampler"] / 3)
+        self.assertGreater(sums["loss_sampler"], 10.0)
         model.discriminator.classifier.bias.assign(np.full(3, np.nan, np.float32))
-        with self.assertRaisesRegex(FloatingPointError, "diverged"):
-            trainer.train(stream, 1, verbose=False)
+        with self.assertRaisesRegex(FloatingPointError, "at step 1; training diverged"):
+            trainer.train(stream, 1, verbose=False, after_step=lambda step, sums: finished.append(step))
+        self.assertEqual(finished, [2, 3])
 
     def test_rejects_batch_not_divisible_by_replicas(self):
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
