@@ -26,7 +26,7 @@ from absl import app
 from absl import flags
 
 import main as main_lib
-from aral_tf.loop import write_atomic
+from aral_tf.run_state import write_atomic
 from aral_tf.methods import FULL, METHODS
 
 flags.DEFINE_list("methods", ["aral", "vaal", "random", "entropy", "bald"],
