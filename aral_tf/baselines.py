@@ -51,10 +51,27 @@ def _cross_entropy(logits, labels):
     return tf.nn.compute_average_loss(per_example)
 
 
-class ClassifierNetwork:
+class Learner(tf.Module):
+    """Base of the baseline learners: checkpointable (tf.train.Checkpoint tracks the attributes) and
+    `variables` lists the variables of every Keras network, optimizer and learner held as an attribute."""
+
+    @property
+    def variables(self):
+        found, seen = [], set()
+        for value in vars(self).values():
+            if isinstance(value, (keras.layers.Layer, keras.optimizers.Optimizer, Learner)):
+                for variable in value.variables:
+                    if id(variable) not in seen:
+                        seen.add(id(variable))
+                        found.append(variable)
+        return found
+
+
+class ClassifierNetwork(Learner):
     """D's trunk and class head with dropout on the features between them."""
 
     def __init__(self, network_config, name):
+        super().__init__()
         self.network_config = network_config
         self.network = Discriminator(network_config, name=name)
         self.network(tf.zeros((1,) + tuple(network_config.image_shape)))
@@ -116,7 +133,7 @@ class SupervisedClassifier(ClassifierNetwork):
         return {"loss_classifier": self.update(to_model_range(batch["labeled_images"]), batch["labels"])}
 
 
-class VAAL:
+class VAAL(Learner):
     """VAAL's acquisition (Sinha et al., paper ref. [32]): an unconditional beta-VAE and a latent discriminator.
 
     ARAL's E, G and S with the class input held at zero. The VAE minimises Eq. 5 (its beta-VAE terms
@@ -125,6 +142,7 @@ class VAAL:
     """
 
     def __init__(self, network_config, loss_weights, optimizer_config):
+        super().__init__()
         self.network_config, self.loss_weights = network_config, loss_weights
         self.encoder = Encoder(network_config, name="vaal_encoder")
         self.decoder = Generator(network_config, name="vaal_decoder")
@@ -239,12 +257,13 @@ class SemiSupervisedGAN(ClassifierNetwork):
                 "classification": classification}
 
 
-class VAALWithClassifier:
+class VAALWithClassifier(Learner):
     """The VAAL baseline: VAAL's acquisition beside a classifier trained on labeled images only."""
 
     streams = 2
 
     def __init__(self, network_config, loss_weights, optimizer_config):
+        super().__init__()
         self.network_config = network_config
         self.vaal = VAAL(network_config, loss_weights, optimizer_config)
         self.classifier = SupervisedClassifier(network_config, optimizer_config)

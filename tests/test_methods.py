@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aral_tf import loop, methods
+from aral_tf import loop, methods, oracle
 from aral_tf.data import ImageData
 from aral_tf.losses import LossWeights
 from aral_tf.model import OptimizerConfig
@@ -78,7 +78,7 @@ def _run(name, labels, output_dir):
                                   seed=0, mc_passes=3)
     config = loop.LoopConfig(budget=3, cycles=1, train_steps=2, batch_size=4, seed=0, output_dir=output_dir,
                              eval_batch_size=7, verbose=False)
-    loop.run_active_learning(method, None, _data(labels), INITIAL, loop.SimulatedOracle(labels), config,
+    loop.run_active_learning(method, None, _data(labels), INITIAL, oracle.SimulatedOracle(labels), config,
                              log=lambda message: None)
     return np.load(os.path.join(output_dir, "cycle_0", "selected.npy"), allow_pickle=False)
 
@@ -104,7 +104,7 @@ def test_full_trains_once_on_every_label():
                                       make_strategy(), seed=0)
         config = loop.LoopConfig(budget=1, cycles=0, train_steps=2, batch_size=4, seed=0, output_dir=output_dir,
                                  eval_batch_size=7, verbose=False)
-        records = loop.run_active_learning(method, None, _data(labels), np.arange(40), loop.SimulatedOracle(labels),
+        records = loop.run_active_learning(method, None, _data(labels), np.arange(40), oracle.SimulatedOracle(labels),
                                            config, log=lambda message: None)
     assert [record["num_labeled"] for record in records] == [40]
     assert method.streams_per_step == 1 and method.aral_model is None
