@@ -24,6 +24,7 @@ import tensorflow as tf
 from aral_tf import losses
 from aral_tf.data import to_model_range
 from aral_tf.networks import Discriminator, Encoder, Generator, Sampler
+from aral_tf.training import SeededStream
 
 
 def adam(optimizer_config, learning_rate, variables, average=False):
@@ -307,7 +308,7 @@ class VAALWithGANClassifier(VAALWithClassifier):
         return {**gan_losses, **vaal_losses, "loss_classifier": classifier_loss}
 
 
-class LabeledBatches:
+class LabeledBatches(SeededStream):
     """Seeded batches of labeled images only, drawn with replacement (for the supervised learners)."""
 
     def __init__(self, images, labels, labeled_indices, batch_size, seed):
@@ -318,15 +319,6 @@ class LabeledBatches:
         self._rng = np.random.default_rng(seed)
         if len(self._labels) != len(self._labeled_indices):
             raise ValueError("labels must give one label per labeled index")
-
-    @property
-    def rng_state(self):
-        """The generator's state as a JSON-compatible dict (saved with checkpoints to resume the stream)."""
-        return self._rng.bit_generator.state
-
-    @rng_state.setter
-    def rng_state(self, state):
-        self._rng.bit_generator.state = state
 
     def next(self):
         positions = self._rng.integers(0, len(self._labeled_indices), self._batch_size)
