@@ -47,7 +47,8 @@ from aral_tf import data as data_lib
 from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
 from aral_tf.losses import LossWeights
 from aral_tf.loop import LoopConfig, run_active_learning
-from aral_tf.model import ARALModel, OptimizerConfig
+from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
+from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
 from aral_tf.run_state import IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
@@ -99,6 +100,10 @@ def _check_counts():
             raise UsageError(f"--{name}={value}: must be at least {minimum}")
     if not FLAGS.width > 0 or not math.isfinite(FLAGS.width):
         raise UsageError(f"--width={FLAGS.width}: must be positive")
+    if FLAGS.method not in METHODS:
+        raise UsageError(f"--method={FLAGS.method}: unknown method; choose one of {', '.join(METHODS)}")
+    if FLAGS.mc_passes < 2:
+        raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
     for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler"):
         if not FLAGS[name].value > 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be positive")
@@ -202,8 +207,11 @@ def run():
             initial = data_lib.initial_indices(data.pool_size, FLAGS.initial_labels, FLAGS.seed)
     except data_lib.DataError as error:
         raise UsageError(str(error)) from None
-    needed = len(initial) + FLAGS.budget * FLAGS.cycles
-    if needed >= data.pool_size:
+    cycles, train_steps = FLAGS.cycles, FLAGS.train_steps
+    if FLAGS.method == FULL:
+        # The upper bound: one training on every label, as long as the whole schedule.
+        initial, cycles, train_steps = np.arange(data.pool_size, dtype=np.int64), 0, train_steps * (cycles + 1)
+    elif len(initial) + FLAGS.budget * FLAGS.cycles >= data.pool_size:
         raise UsageError(
             f"--budget={FLAGS.budget}: {len(initial)} initial labels + {FLAGS.cycles} cycles x "
             f"{FLAGS.budget} leaves no unlabeled image in the pool of {data.pool_size}")
@@ -224,11 +232,12 @@ def run():
     run_dir = RunDirectory(_output_dir())
     with run_dir.locked():
         records = _open_run(run_dir, data, initial)
-        if len(records) == FLAGS.cycles + 1 and _saved(run_dir):
+        if len(records) == cycles + 1 and _saved(run_dir):
             print(f"The run in {run_dir.path} has finished all {FLAGS.cycles + 1} cycles; give a larger --cycles "
                   "to continue it.")
         else:
-            records = _continue_run(run_dir, records, data, initial, network_config, strategy)
+            records = _continue_run(run_dir, records, data, initial, network_config, strategy, cycles,
+                                    train_steps)
     print("labels  test accuracy")
     for record in records:
         print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
@@ -236,28 +245,30 @@ def run():
 
 
 def _saved(run_dir):
-    """Whether the end of the run was saved: model.keras and, with --export, an export."""
+    """Whether the end of the run was saved: model.keras and, with --export, an export (ARAL-trained methods)."""
+    if FLAGS.method not in ARAL_TRAINED_METHODS:
+        return True
     return os.path.exists(os.path.join(run_dir.path, MODEL_FILE)) and (
         not FLAGS.export or os.path.isdir(os.path.join(run_dir.path, EXPORT_SUBDIR)))
 
 
-def _continue_run(run_dir, records, data, initial, network_config, strategy):
+def _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps):
     """Builds the model, runs (or continues) active learning in `run_dir` and saves the final model.
 
     Returns the records of all cycles. A run whose cycles are all done only restores its last
     checkpoint and saves it (a process stopped before saving).
     """
     run_dir.remove_temporaries()
-    with strategy.scope():
-        model = ARALModel(
-            network_config,
-            LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
-                        adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching),
-            OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
-                            discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
-                            beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average))
+    method = build_method(
+        FLAGS.method, network_config,
+        LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
+                    adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching),
+        OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
+                        discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
+                        beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
+        strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes)
     action = f"continuing at cycle {len(records)}" if records else "results"
-    print(f"ARAL on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
+    print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks; {action} in {run_dir.path}",
           flush=True)
     if FLAGS.oracle == "files":
@@ -265,13 +276,16 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy):
                             data.class_names)
     else:
         oracle = SimulatedOracle(data.y_train)
-    loop_config = LoopConfig(budget=FLAGS.budget, cycles=FLAGS.cycles, train_steps=FLAGS.train_steps,
+    loop_config = LoopConfig(budget=FLAGS.budget, cycles=cycles, train_steps=train_steps,
                              batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=run_dir.path,
                              eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress,
                              checkpoint_every=FLAGS.checkpoint_every)
-    records = run_active_learning(model, strategy, data, initial, oracle, loop_config,
+    records = run_active_learning(method, strategy, data, initial, oracle, loop_config,
                                   log=lambda message: print(message, flush=True))
-    exported = save_run(model, run_dir.path, export=FLAGS.export)
+    if method.aral_model is None:
+        print(f"--method={FLAGS.method} trains no ARAL model: nothing saved beyond the results files")
+        return records
+    exported = save_run(method.aral_model, run_dir.path, export=FLAGS.export)
     print(f"model saved to {os.path.join(run_dir.path, MODEL_FILE)}; SavedModels: "
           f"{', '.join(exported.values()) or 'none (--noexport)'}")
     return records

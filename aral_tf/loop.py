@@ -19,9 +19,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from aral_tf.acquisition import select_queries
+from aral_tf.methods import Method
 from aral_tf.run_state import RunCheckpoint, RunDirectory, RunStateError, TrainingPosition
-from aral_tf.training import BatchStream, Trainer, predict_in_batches
+from aral_tf.training import predict_in_batches
 
 # Pool images (no labels) for the data-dependent initialisation of D, and the seed stream they are drawn with.
 INIT_SAMPLE_SIZE = 500
@@ -63,27 +63,28 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
     `on_event(kind, cycle, detail)` is called when a cycle starts ("cycle", "start") and after each
     training step ("step", step number), checkpoint ("checkpoint", step number) and file written
     ("file", path in the run).
+    `model` is an ARALModel (ARAL itself) or any `methods.Method` (see `methods.build_method`).
     Returns the records of all finished cycles, as in results.jsonl.
     """
+    method = model if isinstance(model, Method) else Method("aral", model, "aral", strategy, config.seed)
     notify = on_event or _ignore_event
     run = RunDirectory(config.output_dir)
     records = run.read_results()
-    checkpoint = RunCheckpoint(model, run.checkpoint_dir, run.open_run())
+    checkpoint = RunCheckpoint(method.learner, run.checkpoint_dir, run.open_run())
     position = checkpoint.restore_latest()
     _check_position(position, len(records), config, checkpoint.latest_path)
     if position is None:
         sample = np.random.default_rng([config.seed, INIT_SAMPLE_STREAM]).permutation(len(data.x_train))
-        model.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
-    trainer = Trainer(model, strategy)
+        method.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
     for cycle in range(len(records), config.cycles + 1):
         started = time.time()
         notify("cycle", cycle, "start")
-        labeled, labels = _labeled_set(cycle, model, data, initial_indices, oracle, config, run, notify)
+        labeled, labels = _labeled_set(cycle, method, data, initial_indices, oracle, config, run, notify)
         resumed = position if position is not None and position.cycle == cycle else None
-        mean_losses, train_seconds = _train(cycle, trainer, checkpoint, data, labeled, labels, resumed, config,
+        mean_losses, train_seconds = _train(cycle, method, checkpoint, data, labeled, labels, resumed, config,
                                             log, notify)
-        with model.averaged_discriminator():
-            accuracy = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
+        with method.evaluation():
+            accuracy = evaluate(method, data.x_test, data.y_test, config.eval_batch_size)
         log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {len(labeled)} labels")
         carried_seconds = resumed.train_seconds if resumed is not None else 0.0
         record = {
@@ -93,7 +94,8 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
             "seconds": round(time.time() - started + carried_seconds, 3),
             "train_steps": config.train_steps,
             "train_seconds": round(train_seconds, 3),
-            "train_images_per_second": round(3 * config.batch_size * config.train_steps / train_seconds, 1),
+            "train_images_per_second": round(
+                method.streams_per_step * config.batch_size * config.train_steps / train_seconds, 1),
             "losses": {name: round(value, 6) for name, value in mean_losses.items()},
         }
         run.append_result(record)
@@ -115,7 +117,7 @@ def _check_position(position, finished_cycles, config, path):
                             f"lists {finished_cycles} finished cycles of {config.train_steps} steps")
 
 
-def _labeled_set(cycle, model, data, initial_indices, oracle, config, run, notify):
+def _labeled_set(cycle, method, data, initial_indices, oracle, config, run, notify):
     """Pool indices labeled for cycle `cycle` and their labels: saved ones, or the oracle's answers.
 
     The queries of cycle K > 0 are the selection after cycle K-1, made now with the model as it
@@ -132,9 +134,9 @@ def _labeled_set(cycle, model, data, initial_indices, oracle, config, run, notif
         if run.has(cycle - 1, "selected.npy"):
             queries = run.load_array(cycle - 1, "selected.npy")
         else:
-            with model.averaged_discriminator():
-                queries = select_queries(model, data.x_train, previous, config.budget, config.eval_batch_size,
-                                         verbose=config.verbose)
+            with method.evaluation():
+                queries = method.select(data.x_train, previous, config.budget, cycle - 1, config.eval_batch_size,
+                                        verbose=config.verbose)
             notify("file", cycle, run.save_array(cycle - 1, "selected.npy", queries))
         round_name = f"cycle_{cycle - 1}"
     answers = np.asarray(oracle.label(queries, round_name), dtype=np.int64)
@@ -146,15 +148,13 @@ def _labeled_set(cycle, model, data, initial_indices, oracle, config, run, notif
     return labeled, labels
 
 
-def _train(cycle, trainer, checkpoint, data, labeled, labels, resumed, config, log, notify):
+def _train(cycle, method, checkpoint, data, labeled, labels, resumed, config, log, notify):
     """Trains cycle `cycle` to `config.train_steps`, from `resumed` if given; returns (mean losses, seconds).
 
     Checkpoints every `config.checkpoint_every` steps and after the last step; never after a
     step with a non-finite loss (the trainer raises first).
     """
-    model = trainer.model
-    stream = BatchStream(data.x_train, labels, labeled, config.batch_size, model.network_config.latent_dim,
-                         data.num_classes, seed=[config.seed, cycle])
+    stream = method.stream(data.x_train, labels, labeled, config.batch_size, [config.seed, cycle])
     first_step, loss_sums, carried_seconds = 0, {}, 0.0
     if resumed is not None:
         first_step, loss_sums, carried_seconds = resumed.step, dict(resumed.loss_sums), resumed.train_seconds
@@ -173,7 +173,8 @@ def _train(cycle, trainer, checkpoint, data, labeled, labels, resumed, config, l
             notify("checkpoint", cycle, step)
 
     try:
-        mean_losses = trainer.train(stream, config.train_steps, verbose=config.verbose, first_step=first_step,
+        mean_losses = method.trainer.train(stream, config.train_steps, verbose=config.verbose,
+                                           first_step=first_step,
                                     loss_sums=loss_sums, after_step=after_step)
     except FloatingPointError as error:
         raise FloatingPointError(f"cycle {cycle}: {error}") from None

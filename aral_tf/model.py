@@ -181,7 +181,7 @@ class ARALModel(keras.Model):
             mu, _, latent = self._encode(real, conditioning, inputs["noise"], training=True)
             pair_logits = self.discriminator.real_fake_logit(
                 features, logits, tf.stop_gradient(tf.concat([latent, inputs["prior_latent"]], axis=0)),
-                tf.concat([conditioning, inputs["prior_one_hot"]], axis=0))
+                tf.concat([conditioning, inputs["prior_one_hot"]], axis=0), train_discriminator=True)
             gan = losses.discriminator_gan_loss(
                 pair_logits[:num_labeled], pair_logits[num_labeled:num_real], pair_logits[num_real:])
             classification = losses.discriminator_classification_loss(

@@ -185,14 +185,20 @@ class Discriminator(keras.Model):
 
     The real/fake head is
 
-        c_rf(h, z, y) = y . c_cl(h) + phi(h, z)
+        c_rf(h, z, y) = LSE(l) + y . log softmax(l) + phi(h, z),   l = c_cl(h)
 
-    The class term reuses the classifier's logits: the K+1-class discriminator
-    of Salimans et al. [27] made class-conditional (the real/fake score of
-    (x, y) is the class-y logit), so unlabeled and generated images shape the
-    classifier directly. phi is a small MLP over the features and the latent
-    code, the joint (x, z) discriminator of BiGAN [5]. A linear phi would give
-    the encoder an unbounded direction to escape along, and training diverges.
+    For a one-hot y the first two terms are l_y, the class-y logit: the
+    K+1-class discriminator of Salimans et al. [27] made class-conditional.
+    LSE(l) is their unconditional "real" score, which lets unlabeled and
+    generated images shape the classifier; y . log softmax(l) is how strongly
+    C agrees with the label. When D itself is trained, the agreement term is
+    held fixed (`train_discriminator=True`): D may only call an image fake by
+    lowering LSE(l), never by making C doubt the conditioning label, which
+    would fight Eq. 9's generated term. G and E see the whole logit, so G
+    is pushed towards images C reads as their label. phi is a small MLP over
+    the features and the latent code, the joint (x, z) discriminator of
+    BiGAN [5]. A linear phi would give the encoder an unbounded direction to
+    escape along, and training diverges.
     """
 
     def __init__(self, config, **kwargs):
@@ -240,9 +246,16 @@ class Discriminator(keras.Model):
         features = self.trunk(images, training=training)
         return features, self.classifier(features)
 
-    def real_fake_logit(self, features, logits, latent, labels):
-        """c_rf(h, z, y): logit of "real" for the triple (x, z, y); `labels` one-hot or soft."""
-        class_term = keras.ops.sum(keras.ops.cast(labels, logits.dtype) * logits, axis=-1)
+    def real_fake_logit(self, features, logits, latent, labels, train_discriminator=False):
+        """c_rf(h, z, y): logit of "real" for the triple (x, z, y); `labels` one-hot or soft.
+
+        With `train_discriminator`, the label-agreement term carries no gradient.
+        """
+        agreement = keras.ops.sum(keras.ops.cast(labels, logits.dtype) * keras.ops.log_softmax(logits, axis=-1),
+                                  axis=-1)
+        if train_discriminator:
+            agreement = keras.ops.stop_gradient(agreement)
+        class_term = keras.ops.logsumexp(logits, axis=-1) + agreement
         joint = keras.ops.concatenate([features, self.latent_pathway(latent)], axis=-1)
         return class_term + keras.ops.squeeze(self.pair_head(joint), axis=-1)
 

@@ -16,7 +16,20 @@ def make_strategy(name="default"):
     raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
-class BatchStream:
+class SeededStream:
+    """A stream of training batches drawn with the NumPy generator `self._rng`, whose state can be saved."""
+
+    @property
+    def rng_state(self):
+        """The generator's state as a JSON-compatible dict (saved with checkpoints to resume the stream)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state):
+        self._rng.bit_generator.state = state
+
+
+class BatchStream(SeededStream):
     """Global training batches for Alg. 1 lines 8-9, drawn with a seeded NumPy generator.
 
     Labeled examples are drawn with replacement from the labeled indices (the
@@ -40,15 +53,6 @@ class BatchStream:
         self._rng = np.random.default_rng(seed)
         if len(self._labeled_labels) != len(labeled_indices):
             raise ValueError("labels must give one label per labeled index")
-
-    @property
-    def rng_state(self):
-        """The generator's state as a JSON-compatible dict (saved with checkpoints to resume the stream)."""
-        return self._rng.bit_generator.state
-
-    @rng_state.setter
-    def rng_state(self, state):
-        self._rng.bit_generator.state = state
 
     def next(self):
         """The next global batch as a dict of NumPy arrays (the keys of `model.BATCH_KEYS`)."""

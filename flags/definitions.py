@@ -44,6 +44,12 @@ flags.DEFINE_bool("export", True,
                   "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "
                   "(TF Serving layout). OUTPUT_DIR/model.keras is saved either way.")
 
+# Method (benchmarks.compare runs several side by side).
+flags.DEFINE_string("method", "aral",
+                    "Active learning method: aral (default), vaal, random, entropy, bald, coreset, full, "
+                    "aral_random, aral_no_encoder, aral_no_cotrain (see README, 'Baselines and ablations').")
+flags.DEFINE_integer("mc_passes", 10, "Stochastic (MC dropout) passes per image for BALD's mutual information.")
+
 # Model (paper Sec. 4.1-4.2).
 flags.DEFINE_enum("architecture", "auto", ["auto", "mlp", "cnn", "resnet"],
                   "Network family; auto: mlp up to 28x28 pixels, cnn up to 32x32, resnet above.")

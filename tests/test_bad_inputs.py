@@ -132,6 +132,8 @@ CASES = [
     Case("integer flag not an integer", ("--batch_size=abc",), "--batch_size"),
     Case("enum flag unknown value", ("--oracle=human",), "--oracle"),
     Case("unknown architecture", ("--architecture=transformer",), "--architecture"),
+    Case("unknown method", ("--method=margin",), "--method=margin: unknown method; choose one of aral, vaal"),
+    Case("too few MC passes", ("--method=bald", "--mc_passes=1"), "--mc_passes"),
     Case("positional argument", ("extra",), "extra"),
     Case("zero budget", ("--budget=0",), "--budget=0"),
     Case("budget larger than the pool", ("--budget=40",), "--budget=40"),

@@ -49,15 +49,32 @@ class ArchitectureTest(tf.test.TestCase):
 
 class RealFakeHeadTest(tf.test.TestCase):
 
-    def test_class_term_is_the_labels_logit(self):
+    def setUp(self):
+        super().setUp()
         keras.utils.set_random_seed(0)
-        discriminator = networks.build_networks(tiny_config())[2]
-        features, logits = discriminator(tf.zeros((1, 8, 8, 1)))
-        latent = tf.zeros((1, 4))
-        base = discriminator.real_fake_logit(features, logits, latent, tf.zeros((1, 3)))
+        self.discriminator = networks.build_networks(tiny_config())[2]
+        self.features, _ = self.discriminator(tf.zeros((1, 8, 8, 1)))
+        self.latent = tf.zeros((1, 4))
+        self.logits = tf.constant([[1.0, -2.0, 0.5]])
+
+    def real_fake(self, labels, **kwargs):
+        return self.discriminator.real_fake_logit(self.features, self.logits, self.latent, labels, **kwargs)
+
+    def test_class_term_is_the_labels_logit(self):
+        """With a one-hot y, c_rf = l_y + phi(h, z); without a label, LSE(l) + phi(h, z)."""
+        pair_term = self.real_fake(tf.zeros((1, 3))) - tf.reduce_logsumexp(self.logits, axis=-1)
         for label in range(3):
-            value = discriminator.real_fake_logit(features, logits, latent, tf.one_hot([label], 3))
-            self.assertAllClose(value - base, logits[:, label])
+            self.assertAllClose(self.real_fake(tf.one_hot([label], 3)) - pair_term, self.logits[:, label])
+
+    def test_discriminator_update_holds_the_label_agreement_fixed(self):
+        """d c_rf / d l is one-hot(y) for G and E, and softmax(l) (the gradient of LSE) for D."""
+        label = tf.one_hot([1], 3)
+        for train_discriminator, expected in ((False, label), (True, tf.nn.softmax(self.logits))):
+            with tf.GradientTape() as tape:
+                tape.watch(self.logits)
+                value = self.real_fake(label, train_discriminator=train_discriminator)
+            self.assertAllClose(tape.gradient(value, self.logits), expected)
+        self.assertAllClose(self.real_fake(label, train_discriminator=True), self.real_fake(label))
 
 
 class WeightNormDenseTest(tf.test.TestCase):

@@ -1,0 +1,250 @@
+"""Runs active learning methods side by side and tabulates and plots them (paper Figs. 3-5).
+
+    python -m benchmarks.compare --dataset=mnist --data_file=mnist.npz --methods=aral,vaal,random,entropy,bald \
+        --seeds=3 --output_dir=DIR [main.py's schedule and model flags]
+
+Each method x seed runs `main.py --method=M --seed=K --output_dir=DIR/M/seed_K` (a subprocess, so every
+run starts from a fresh, seeded TensorFlow) with the other flags passed through unchanged. Runs whose
+results.jsonl already holds every cycle are skipped, so a long comparison can be finished over several
+sittings; an unfinished one is moved aside to DIR/M/seed_K.incomplete-<time> and run again. Then:
+    DIR/summary.csv               method, num_labeled, seeds, mean and std of the test accuracy
+    DIR/summary.md                the same as a table, and the labels each method needs to reach --targets
+    DIR/accuracy_vs_labels.png    one line per method with a +-1 std band; `full` as a dashed line
+The std is the sample standard deviation over seeds (0 for one seed). Only finished runs are summarised.
+"""
+
+import csv
+import datetime
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+
+import main as main_lib
+from aral_tf.run_state import write_atomic
+from aral_tf.methods import FULL, METHODS
+
+flags.DEFINE_list("methods", ["aral", "vaal", "random", "entropy", "bald"],
+                  f"Methods to compare, from: {', '.join(METHODS)}.")
+flags.DEFINE_integer("seeds", 3, "Seeds per method: 0, 1, ..., seeds - 1.")
+flags.DEFINE_list("targets", ["0.8", "0.9", "0.95"], "Test accuracies for the labels-needed table.")
+flags.DEFINE_bool("run", True, "Run the unfinished runs; --norun only writes the summary of the finished ones.")
+
+FLAGS = flags.FLAGS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Flags the runner sets per run (or reads itself); every other flag goes to main.py unchanged.
+OWN_FLAGS = ("methods", "seeds", "targets", "run", "norun", "output_dir", "method", "seed", "progress", "noprogress")
+COLORS = {"aral": "tab:red", "vaal": "tab:blue", "random": "tab:gray", "entropy": "tab:green",
+          "bald": "tab:purple", "coreset": "tab:orange", "full": "black", "aral_random": "tab:pink", "aral_no_encoder": "tab:brown",
+          "aral_no_cotrain": "tab:olive"}
+
+
+def read_records(run_dir):
+    """The records of DIR/results.jsonl ([] if there is none)."""
+    path = os.path.join(run_dir, "results.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream if line.strip()]
+
+
+def expected_records(method, cycles):
+    """Records a finished run holds: one per cycle, one for `full` (a single training)."""
+    return 1 if method == FULL else cycles + 1
+
+
+def run_dir_of(output_dir, method, seed):
+    return os.path.join(output_dir, method, f"seed_{seed}")
+
+
+def pending_runs(output_dir, methods, seeds, cycles):
+    """(method, seed) pairs whose run is not finished, in the order they should run (seed-major)."""
+    return [(method, seed) for seed in range(seeds) for method in methods
+            if len(read_records(run_dir_of(output_dir, method, seed))) < expected_records(method, cycles)]
+
+
+def passthrough_arguments(argv):
+    """main.py's flags from the runner's command line (without the runner's own and per-run flags)."""
+    kept = []
+    for argument in argv:
+        name = argument.lstrip("-").split("=", 1)[0]
+        if not (argument.startswith("--") and name in OWN_FLAGS):
+            kept.append(argument)
+    return kept
+
+
+def run_one(output_dir, method, seed, arguments, log=print):
+    """Runs main.py for one method and seed; returns its exit code. Its output goes to RUN_DIR.log."""
+    run_dir = run_dir_of(output_dir, method, seed)
+    if os.path.exists(os.path.join(run_dir, "results.jsonl")):
+        aside = f"{run_dir}.incomplete-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        os.replace(run_dir, aside)
+        log(f"{method} seed {seed}: unfinished run moved to {aside}")
+    os.makedirs(os.path.dirname(run_dir), exist_ok=True)
+    command = [sys.executable, os.path.join(ROOT, "main.py"), *arguments, f"--method={method}", f"--seed={seed}",
+               f"--output_dir={run_dir}", "--noprogress"]
+    log(f"{datetime.datetime.now():%H:%M:%S} {method} seed {seed}: running")
+    with open(f"{run_dir}.log", "w", encoding="utf-8") as stream:
+        return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT, check=False).returncode
+
+
+def summarize(output_dir, methods, cycles):
+    """Rows (method, num_labeled, seeds, mean, std) over the finished runs under `output_dir`."""
+    rows = []
+    for method in methods:
+        method_dir = os.path.join(output_dir, method)
+        runs = []
+        for name in sorted(os.listdir(method_dir)) if os.path.isdir(method_dir) else []:
+            records = read_records(os.path.join(method_dir, name))
+            if name.startswith("seed_") and os.path.isdir(os.path.join(method_dir, name)) \
+                    and len(records) >= expected_records(method, cycles):
+                runs.append(records)
+        by_labels = {}
+        for records in runs:
+            for record in records:
+                by_labels.setdefault(record["num_labeled"], []).append(record["test_accuracy"])
+        for num_labeled in sorted(by_labels):
+            accuracies = np.asarray(by_labels[num_labeled])
+            std = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+            rows.append({"method": method, "num_labeled": num_labeled, "seeds": len(accuracies),
+                         "mean_accuracy": float(np.mean(accuracies)), "std_accuracy": std})
+    return rows
+
+
+def labels_to_reach(rows, method, target):
+    """The fewest labels at which `method`'s mean accuracy reaches `target` (None if it never does)."""
+    reached = [row["num_labeled"] for row in rows if row["method"] == method and row["mean_accuracy"] >= target]
+    return min(reached) if reached else None
+
+
+def csv_text(rows):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["method", "num_labeled", "seeds", "mean_accuracy", "std_accuracy"],
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "mean_accuracy": f"{row['mean_accuracy']:.4f}",
+                         "std_accuracy": f"{row['std_accuracy']:.4f}"})
+    return buffer.getvalue()
+
+
+def _cell(row):
+    return f"{100 * row['mean_accuracy']:.2f} ± {100 * row['std_accuracy']:.2f} ({row['seeds']})"
+
+
+def markdown_text(rows, methods, targets):
+    """Test accuracy (%) per label count and method, mean ± std (seeds); then labels needed per target."""
+    curves = [method for method in methods if method != FULL and any(row["method"] == method for row in rows)]
+    cells = {(row["method"], row["num_labeled"]): row for row in rows}
+    lines = ["Test accuracy (%), mean ± std over seeds (number of seeds).", "",
+             "| labels | " + " | ".join(curves) + " |", "| ---: |" + " ---: |" * len(curves)]
+    for num_labeled in sorted({row["num_labeled"] for row in rows if row["method"] in curves}):
+        lines.append(f"| {num_labeled} | " + " | ".join(
+            _cell(cells[method, num_labeled]) if (method, num_labeled) in cells else "" for method in curves) + " |")
+    for row in (row for row in rows if row["method"] == FULL):
+        lines += ["", f"`full` (every label, {row['num_labeled']} images): {_cell(row)}"]
+    lines += ["", "Labels needed to reach a mean test accuracy (– : not reached).", "",
+              "| method | " + " | ".join(f"{100 * target:g} %" for target in targets) + " |",
+              "| --- |" + " ---: |" * len(targets)]
+    for method in curves:
+        needed = [labels_to_reach(rows, method, target) for target in targets]
+        counts = ("–" if count is None else str(count) for count in needed)
+        lines.append(f"| {method} | " + " | ".join(counts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_png(rows, methods, title):
+    """Fig. 3-style plot (PNG bytes): accuracy vs labels, a line and a ±1 std band per method, `full` dashed."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+
+    figure, axes = pyplot.subplots(figsize=(6.4, 4.8))
+    curve_labels = sorted({row["num_labeled"] for row in rows if row["method"] != FULL})
+    for method in methods:
+        points = [row for row in rows if row["method"] == method]
+        if not points:
+            continue
+        mean = 100 * np.array([row["mean_accuracy"] for row in points])
+        std = 100 * np.array([row["std_accuracy"] for row in points])
+        color = COLORS.get(method)
+        if method == FULL:
+            axes.axhline(mean[0], color=color, linestyle="--",
+                         label=f"{method} ({points[0]['num_labeled']} labels)")
+            if curve_labels:
+                axes.axhspan(mean[0] - std[0], mean[0] + std[0], color=color, alpha=0.08)
+            continue
+        labels = np.array([row["num_labeled"] for row in points])
+        axes.plot(labels, mean, marker="o", markersize=3, color=color, label=method)
+        axes.fill_between(labels, mean - std, mean + std, color=color, alpha=0.15)
+    axes.set_xlabel("number of labeled images")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    pyplot.close(figure)
+    return buffer.getvalue()
+
+
+def write_summary(output_dir, methods, cycles, targets, title):
+    """Writes summary.csv, summary.md and accuracy_vs_labels.png under `output_dir`; returns the rows."""
+    rows = summarize(output_dir, methods, cycles)
+    write_atomic(os.path.join(output_dir, "summary.csv"), csv_text(rows).encode())
+    write_atomic(os.path.join(output_dir, "summary.md"), markdown_text(rows, methods, targets).encode())
+    write_atomic(os.path.join(output_dir, "accuracy_vs_labels.png"), plot_png(rows, methods, title))
+    return rows
+
+
+def _usage_error(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(main_lib.USAGE_EXIT_CODE)
+
+
+def main(argv):
+    if len(argv) > 1:
+        _usage_error(f"unexpected arguments {' '.join(argv[1:])}")
+    unknown = [method for method in FLAGS.methods if method not in METHODS]
+    if unknown or not FLAGS.methods:
+        _usage_error(f"--methods={','.join(FLAGS.methods)}: unknown method {(unknown or [''])[0]!r}; "
+                     f"choose from {', '.join(METHODS)}")
+    if FLAGS.seeds < 1:
+        _usage_error(f"--seeds={FLAGS.seeds}: must be at least 1")
+    if not FLAGS.output_dir:
+        _usage_error("--output_dir: required (the comparison's directory)")
+    try:
+        targets = [float(target) for target in FLAGS.targets]
+    except ValueError:
+        targets = [-1.0]
+    if not all(0.0 <= target <= 1.0 for target in targets):
+        _usage_error(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
+    arguments = passthrough_arguments(sys.argv[1:])
+    pending = pending_runs(FLAGS.output_dir, FLAGS.methods, FLAGS.seeds, FLAGS.cycles)
+    finished = len(FLAGS.methods) * FLAGS.seeds - len(pending)
+    print(f"{finished} runs finished, {len(pending)} {'to run' if FLAGS.run else 'not finished (--norun)'}; "
+          f"results in {FLAGS.output_dir}", flush=True)
+    failures = []
+    for method, seed in pending if FLAGS.run else []:
+        code = run_one(FLAGS.output_dir, method, seed, arguments, log=lambda message: print(message, flush=True))
+        if code:
+            log_file = f"{run_dir_of(FLAGS.output_dir, method, seed)}.log"
+            failures.append(f"{method} seed {seed} (exit code {code}; see {log_file})")
+            if code == main_lib.USAGE_EXIT_CODE:
+                break
+    title = f"{FLAGS.dataset}, {FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''}"
+    write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, targets, title)
+    print(f"summary: {os.path.join(FLAGS.output_dir, 'summary.md')}")
+    if failures:
+        print("failed: " + "; ".join(failures), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=main_lib.parse_flags)

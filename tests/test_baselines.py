@@ -1,0 +1,82 @@
+"""The baseline learners: a step changes them with finite losses; MC dropout varies; averaged weights."""
+
+import keras
+import numpy as np
+import pytest
+
+from aral_tf import baselines
+from aral_tf.losses import LossWeights
+from aral_tf.model import OptimizerConfig
+from aral_tf.training import BatchStream, Trainer, make_strategy
+from tests.helpers import tiny_config, tiny_images
+
+LEARNERS = {
+    "supervised": lambda config: baselines.SupervisedClassifier(config, OptimizerConfig()),
+    "gan": lambda config: baselines.SemiSupervisedGAN(config, LossWeights(), OptimizerConfig()),
+    "vaal": lambda config: baselines.VAALWithClassifier(config, LossWeights(), OptimizerConfig()),
+    "no_cotrain": lambda config: baselines.VAALWithGANClassifier(config, LossWeights(), OptimizerConfig()),
+}
+
+
+def _batch(config):
+    images = tiny_images(20)
+    return BatchStream(images, np.array([0, 1, 2, 0, 1]), np.arange(5), 4, config.latent_dim, config.num_classes,
+                       seed=0).next()
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_a_training_step_changes_the_classifier_with_finite_losses(name):
+    keras.utils.set_random_seed(0)
+    config = tiny_config(noise=0.3)
+    learner = LEARNERS[name](config)
+    images = tiny_images(6, seed=2)
+    before = np.asarray(learner.classify(images))
+    losses = Trainer(learner, make_strategy()).train_step(_batch(config))
+    assert losses and all(np.isfinite(value) for value in losses.values())
+    assert not np.allclose(before, learner.classify(images))
+
+
+def test_mc_probabilities_vary_under_dropout_and_not_without_it():
+    keras.utils.set_random_seed(0)
+    images = tiny_images(5)
+    noisy = baselines.SupervisedClassifier(tiny_config(noise=0.5), OptimizerConfig())
+    passes = np.asarray(noisy.mc_probabilities(images, 4))
+    assert passes.shape == (5, 4, 3)
+    np.testing.assert_allclose(passes.sum(axis=-1), 1.0, rtol=1e-5)
+    assert np.std(passes, axis=1).max() > 1e-4
+    plain = baselines.SupervisedClassifier(tiny_config(noise=0.0), OptimizerConfig())
+    passes = np.asarray(plain.mc_probabilities(images, 3))
+    np.testing.assert_allclose(passes[:, 0], passes[:, 2], rtol=1e-6)
+
+
+def test_averaged_weights_are_used_inside_the_context_and_restored_after():
+    keras.utils.set_random_seed(0)
+    config = tiny_config()
+    learner = baselines.SupervisedClassifier(config, OptimizerConfig(discriminator_average_momentum=0.5))
+    trainer = Trainer(learner, make_strategy())
+    for _ in range(3):
+        trainer.train_step(_batch(config))
+    images = tiny_images(4, seed=3)
+    trained = np.asarray(learner.classify(images))
+    with learner.averaged():
+        averaged = np.asarray(learner.classify(images))
+    assert not np.allclose(trained, averaged)
+    np.testing.assert_allclose(trained, learner.classify(images))
+
+
+def test_vaal_scores_are_probabilities():
+    keras.utils.set_random_seed(0)
+    vaal = baselines.VAAL(tiny_config(), LossWeights(), OptimizerConfig())
+    scores = np.asarray(vaal.acquisition_scores(tiny_images(7)))
+    assert scores.shape == (7,) and np.all((scores > 0) & (scores < 1))
+
+
+def test_labeled_batches_draw_only_labeled_images_with_their_labels():
+    images = tiny_images(10)
+    batch = baselines.LabeledBatches(images, np.array([2, 0]), np.array([7, 3]), 6, seed=1).next()
+    for image, label in zip(batch["labeled_images"], batch["labels"]):
+        index = 7 if label == 2 else 3
+        np.testing.assert_array_equal(image, images[index])
+    with pytest.raises(ValueError, match="one label per labeled index"):
+        baselines.LabeledBatches(images, np.array([2]), np.array([7, 3]), 6, seed=1)
+    assert len(batch["labels"]) == 6

@@ -1,0 +1,73 @@
+"""The comparison runner: pending runs, what goes to main.py, and the summary of tiny fake runs."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import compare
+
+
+def _write_run(output_dir, method, seed, accuracies, first=10, step=10):
+    run_dir = os.path.join(output_dir, method, f"seed_{seed}")
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, "results.jsonl"), "w", encoding="utf-8") as stream:
+        for cycle, accuracy in enumerate(accuracies):
+            stream.write(json.dumps({"cycle": cycle, "num_labeled": first + step * cycle,
+                                     "test_accuracy": accuracy}) + "\n")
+
+
+@pytest.fixture(name="fake_runs")
+def fixture_fake_runs(tmp_path):
+    _write_run(tmp_path, "aral", 0, [0.5, 0.8, 0.9])
+    _write_run(tmp_path, "aral", 1, [0.7, 0.9, 0.96])
+    _write_run(tmp_path, "random", 0, [0.4, 0.6])        # unfinished: 2 of 3 cycles
+    _write_run(tmp_path, "full", 0, [0.99], first=500)
+    return str(tmp_path)
+
+
+def test_summary_of_fake_runs(fake_runs):
+    rows = compare.write_summary(fake_runs, ["aral", "random", "full"], cycles=2, targets=[0.8, 0.95], title="t")
+    with open(os.path.join(fake_runs, "summary.csv"), encoding="utf-8") as stream:
+        table = list(csv.DictReader(stream))
+    assert [(row["method"], row["num_labeled"], row["seeds"]) for row in table] == [
+        ("aral", "10", "2"), ("aral", "20", "2"), ("aral", "30", "2"), ("full", "500", "1")]
+    assert table[0]["mean_accuracy"] == "0.6000" and table[0]["std_accuracy"] == "0.1414"   # std of 0.5, 0.7
+    assert table[2]["mean_accuracy"] == "0.9300" and table[3]["std_accuracy"] == "0.0000"
+    assert compare.labels_to_reach(rows, "aral", 0.8) == 20
+    assert compare.labels_to_reach(rows, "aral", 0.95) is None
+    with open(os.path.join(fake_runs, "summary.md"), encoding="utf-8") as stream:
+        markdown = stream.read()
+    assert "| 10 | 60.00 ± 14.14 (2) |" in markdown
+    assert "`full` (every label, 500 images): 99.00 ± 0.00 (1)" in markdown
+    assert "| aral | 20 | – |" in markdown
+    assert "random" not in markdown
+    with open(os.path.join(fake_runs, "accuracy_vs_labels.png"), "rb") as stream:
+        assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pending_runs_skip_finished_ones(fake_runs):
+    assert compare.pending_runs(fake_runs, ["aral", "random", "full"], seeds=2, cycles=2) == [
+        ("random", 0), ("random", 1), ("full", 1)]
+
+
+def test_passthrough_keeps_mains_flags_only():
+    argv = ["--dataset=mnist", "--methods=aral,bald", "--seeds=3", "--output_dir=out", "--train_steps=200",
+            "--seed=4", "--method=vaal", "--noprogress", "--targets=0.9", "--mc_passes=5"]
+    assert compare.passthrough_arguments(argv) == ["--dataset=mnist", "--train_steps=200", "--mc_passes=5"]
+
+
+def test_bad_methods_give_one_line_and_exit_code_2(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for argument, culprit in (("--methods=aral,margin", "--methods=aral,margin: unknown method 'margin'"),
+                              ("--targets=90", "--targets=90")):
+        result = subprocess.run([sys.executable, "-m", "benchmarks.compare", argument, f"--output_dir={tmp_path}"],
+                                capture_output=True, text=True, cwd=root, check=False, timeout=300,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
+    assert not os.listdir(tmp_path)

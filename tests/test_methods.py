@@ -1,0 +1,117 @@
+"""Acquisition functions on pools with known answers; every method in the loop: no labeled index, no
+pool labels."""
+
+import inspect
+import os
+import tempfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aral_tf import loop, methods, oracle
+from aral_tf.data import ImageData
+from aral_tf.losses import LossWeights
+from aral_tf.model import OptimizerConfig
+from aral_tf.training import make_strategy
+from tests.helpers import tiny_config, tiny_images
+
+INITIAL = np.array([5, 1, 30, 12])
+
+
+def test_entropy_picks_the_most_uncertain():
+    probabilities = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0], [0.9, 0.05, 0.05]])
+    expected = [0.0, np.log(3), np.log(2), -(0.9 * np.log(0.9) + 0.1 * np.log(0.05))]
+    np.testing.assert_allclose(methods.entropy(probabilities), expected, atol=1e-9)
+    selected = methods.select_highest(methods.entropy(probabilities), np.array([10, 11, 12, 13]), 2)
+    np.testing.assert_array_equal(selected, [11, 12])
+
+
+def test_bald_picks_the_highest_mutual_information():
+    # Image 0: the same 50/50 prediction in every pass (uncertain, but no disagreement: MI 0).
+    # Image 1: passes alternate between two confident answers (MI ln 2). Image 2: confident and stable (MI 0).
+    confident = [[1.0, 0.0], [0.0, 1.0]] * 2
+    mc = np.array([[[0.5, 0.5]] * 4, confident, [[1.0, 0.0]] * 4])
+    np.testing.assert_allclose(methods.mutual_information(mc), [0.0, np.log(2), 0.0], atol=1e-9)
+    np.testing.assert_allclose(methods.entropy(mc.mean(axis=1))[:2], [np.log(2), np.log(2)])
+    selected = methods.select_highest(methods.mutual_information(mc), np.array([7, 8, 9]), 1)
+    np.testing.assert_array_equal(selected, [8])
+
+
+def test_coreset_picks_the_farthest_points_greedily():
+    labeled = np.array([[0.0, 0.0]])
+    candidates = np.array([[1.0, 0.0], [10.0, 0.0], [9.0, 0.0], [0.0, 6.0], [0.0, 5.0]])
+    # Farthest from the origin is (10, 0); then farthest from {origin, (10, 0)} is (0, 6), then (0, 5)'s
+    # distance is 1 and (1, 0)'s is 1, so the smaller position wins the tie.
+    np.testing.assert_array_equal(methods.k_center_greedy(candidates, labeled, 3, chunk=2), [1, 3, 0])
+
+
+def test_random_is_reproducible_under_a_seed_and_changes_with_it():
+    candidates = np.arange(100, 200)
+    first = methods.random_selection(candidates, 10, seed=3, cycle=2)
+    np.testing.assert_array_equal(first, methods.random_selection(candidates, 10, seed=3, cycle=2))
+    assert first.dtype == np.int64 and len(np.unique(first)) == 10 and set(first) <= set(candidates)
+    assert not np.array_equal(first, methods.random_selection(candidates, 10, seed=4, cycle=2))
+    assert not np.array_equal(first, methods.random_selection(candidates, 10, seed=3, cycle=3))
+
+
+def test_registry_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown method 'margin'; choose one of aral, vaal"):
+        methods.build_method("margin", tiny_config(), LossWeights(), OptimizerConfig(), make_strategy(), seed=0)
+
+
+def test_selection_takes_no_labels():
+    for function in (methods.Method.select, methods.k_center_greedy, methods.random_selection,
+                     methods.score_pool_with):
+        assert not {"labels", "y", "y_train", "pool_labels"} & set(inspect.signature(function).parameters)
+
+
+def _data(labels):
+    return ImageData(x_train=tiny_images(40), y_train=labels.astype(np.int64), x_test=tiny_images(9, seed=1),
+                     y_test=(np.arange(9) % 3).astype(np.int64), num_classes=3, class_names=None)
+
+
+def _run(name, labels, output_dir):
+    keras.utils.set_random_seed(0)
+    method = methods.build_method(name, tiny_config(noise=0.3), LossWeights(), OptimizerConfig(), make_strategy(),
+                                  seed=0, mc_passes=3)
+    config = loop.LoopConfig(budget=3, cycles=1, train_steps=2, batch_size=4, seed=0, output_dir=output_dir,
+                             eval_batch_size=7, verbose=False)
+    loop.run_active_learning(method, None, _data(labels), INITIAL, oracle.SimulatedOracle(labels), config,
+                             log=lambda message: None)
+    return np.load(os.path.join(output_dir, "cycle_0", "selected.npy"), allow_pickle=False)
+
+
+@pytest.mark.parametrize("name", [name for name in methods.METHODS if name not in ("aral", methods.FULL)])
+def test_method_selects_unlabeled_indices_blind_to_pool_labels(name):
+    labels = np.arange(40) % 3
+    permuted = labels.copy()
+    unlabeled = np.setdiff1d(np.arange(40), INITIAL)
+    permuted[unlabeled] = np.random.default_rng(7).permutation(labels[unlabeled])
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        selected = _run(name, labels, first)
+        assert selected.dtype == np.int64 and len(np.unique(selected)) == 3
+        assert not np.intersect1d(selected, INITIAL).size
+        np.testing.assert_array_equal(selected, _run(name, permuted, second))
+
+
+def test_full_trains_once_on_every_label():
+    labels = np.arange(40) % 3
+    with tempfile.TemporaryDirectory() as output_dir:
+        keras.utils.set_random_seed(0)
+        method = methods.build_method(methods.FULL, tiny_config(), LossWeights(), OptimizerConfig(),
+                                      make_strategy(), seed=0)
+        config = loop.LoopConfig(budget=1, cycles=0, train_steps=2, batch_size=4, seed=0, output_dir=output_dir,
+                                 eval_batch_size=7, verbose=False)
+        records = loop.run_active_learning(method, None, _data(labels), np.arange(40), oracle.SimulatedOracle(labels),
+                                           config, log=lambda message: None)
+    assert [record["num_labeled"] for record in records] == [40]
+    assert method.streams_per_step == 1 and method.aral_model is None
+
+
+def test_aral_method_keeps_arals_throughput_count():
+    method = methods.build_method("aral_random", tiny_config(), LossWeights(), OptimizerConfig(), make_strategy(),
+                                  seed=0)
+    assert method.streams_per_step == 3 and method.aral_model is method.learner
+    tf.debugging.assert_equal(method.classify(tiny_images(2)).shape, (2, 3))
