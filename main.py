@@ -233,7 +233,7 @@ def run():
     with run_dir.locked():
         records = _open_run(run_dir, data, initial)
         if len(records) == cycles + 1 and _saved(run_dir):
-            print(f"The run in {run_dir.path} has finished all {FLAGS.cycles + 1} cycles; give a larger --cycles "
+            print(f"The run in {run_dir.path} has finished all {cycles + 1} cycles; give a larger --cycles "
                   "to continue it.")
         else:
             records = _continue_run(run_dir, records, data, initial, network_config, strategy, cycles,
