@@ -1,6 +1,9 @@
-"""Tiny models and batches shared by the tests."""
+"""Tiny models, batches and the two-CPU strategy shared by the tests."""
+
+import functools
 
 import numpy as np
+import tensorflow as tf
 
 from aral_tf.networks import NetworkConfig
 from aral_tf.training import BatchStream
@@ -26,3 +29,13 @@ def tiny_batch(config, batch_size=4, seed=0):
     labels = np.array([0, 1, 2, 0, 1])
     stream = BatchStream(images, labels, labeled, batch_size, config.latent_dim, config.num_classes, seed)
     return stream.next()
+
+
+@functools.cache
+def two_cpu_strategy():
+    """A MirroredStrategy over the two logical CPUs of conftest.py, one for the whole test session.
+
+    Strategies created side by side in one process number their collective
+    ops alike, and a gather of one clashes with a reduction of another.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
