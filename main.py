@@ -11,6 +11,7 @@ OUTPUT_DIR/results.jsonl and OUTPUT_DIR/cycle_K/{labeled,selected}.npy.
 
 import datetime
 import os
+import shutil
 import sys
 import tempfile
 
@@ -43,10 +44,13 @@ from aral_tf.losses import LossWeights
 from aral_tf.loop import LoopConfig, SimulatedOracle, run_active_learning, write_atomic
 from aral_tf.model import ARALModel, OptimizerConfig
 from aral_tf.networks import NetworkConfig
-from aral_tf.training import make_strategy
+from aral_tf.summaries import TensorBoardLogger
+from aral_tf.training import StrategyError, is_chief, make_strategy
 from flags import definitions
 
 FLAGS = flags.FLAGS
+# TensorFlow's INFO lines (e.g. while probing for a TPU) would bury our one-line errors.
+tf.get_logger().setLevel("WARNING")
 
 USAGE_EXIT_CODE = 2
 
@@ -90,18 +94,55 @@ def _check_counts():
         raise UsageError(f"--classifier_average={FLAGS.classifier_average}: must be in [0, 1)")
 
 
+def _make_strategy():
+    """The --strategy, built before any other TensorFlow work (multi-worker collectives need that)."""
+    if FLAGS.strategy == "tpu" and not FLAGS.tpu:
+        raise UsageError("--tpu: required with --strategy=tpu (a grpc:// address, Cloud TPU name or local)")
+    if FLAGS.mixed_precision and not tf.config.list_physical_devices("GPU"):
+        raise UsageError("--mixed_precision: needs a GPU and none is visible (float16 is slower than float32 "
+                         "on a CPU)")
+    try:
+        strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
+    except StrategyError as error:
+        flag = f"--tpu={FLAGS.tpu}" if FLAGS.strategy == "tpu" else f"--strategy={FLAGS.strategy}"
+        raise UsageError(f"{flag}: {error}") from None
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % replicas:
+        raise UsageError(f"--batch_size={FLAGS.batch_size}: not divisible by the "
+                         f"{replicas} replicas of --strategy={FLAGS.strategy}")
+    if FLAGS.jit_compile and replicas > 1:
+        raise UsageError(f"--jit_compile: XLA cannot compile a step that synchronises {replicas} replicas "
+                         f"(--strategy={FLAGS.strategy}; keras-team/keras#19005); use --strategy=default")
+    return strategy
+
+
+def _hyperparameters(network_config):
+    """The run's settings for TensorBoard's HParams table."""
+    names = ("dataset", "initial_labels", "budget", "cycles", "train_steps", "batch_size", "seed", "width",
+             "latent_dim", "lambda_gan", "lambda_cls", "lambda_trd", "lambda_adv", "beta", "feature_matching",
+             "lr_encoder_generator", "lr_discriminator", "lr_sampler", "adam_beta_1", "classifier_average",
+             "strategy", "jit_compile", "mixed_precision")
+    return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names}}
+
+
+def _require_writable(flag, directory):
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise UsageError(f"--{flag}={directory}: not writable ({error.strerror or error})") from None
+
+
 def _prepare_output_dir():
     output_dir = FLAGS.output_dir or os.path.join(
         "runs", f"{os.path.basename(FLAGS.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     if os.path.exists(os.path.join(output_dir, "results.jsonl")):
         raise UsageError(f"--output_dir={output_dir}: already holds a run (results.jsonl); "
                          "choose a new directory")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
-            pass
-    except OSError as error:
-        raise UsageError(f"--output_dir={output_dir}: not writable ({error.strerror or error})") from None
+    _require_writable("output_dir", output_dir)
+    if FLAGS.tensorboard_dir:
+        _require_writable("tensorboard_dir", FLAGS.tensorboard_dir)
     return output_dir
 
 
@@ -116,6 +157,7 @@ def _architecture(image_shape):
 def run():
     """Validates the flags and data, then runs active learning; returns the per-cycle records."""
     _check_counts()
+    strategy = _make_strategy()
     dataset, data_file = FLAGS.dataset, FLAGS.data_file
     if dataset == definitions.DEMO_DATASET:
         dataset, data_file = "mnist", data_file or data_lib.DEMO_FILE
@@ -140,15 +182,23 @@ def run():
             dropout_rate=FLAGS.dropout_rate)
     except ValueError as error:
         raise UsageError(f"--architecture={FLAGS.architecture}: {error}") from None
-    output_dir = _prepare_output_dir()
+    if not is_chief(strategy):
+        # Other workers of a multi-worker run compute the same steps; only the chief writes results.
+        output_dir = tempfile.mkdtemp(prefix="aral-worker-")
+        try:
+            return _run_active_learning(strategy, data, initial, network_config, output_dir, chief=False)
+        finally:
+            shutil.rmtree(output_dir, ignore_errors=True)
+    return _run_active_learning(strategy, data, initial, network_config, _prepare_output_dir(), chief=True)
 
+
+def _run_active_learning(strategy, data, initial, network_config, output_dir, chief):
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(FLAGS.strategy)
-    if FLAGS.batch_size % strategy.num_replicas_in_sync:
-        raise UsageError(f"--batch_size={FLAGS.batch_size}: not divisible by the "
-                         f"{strategy.num_replicas_in_sync} replicas of --strategy={FLAGS.strategy}")
-    write_atomic(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string().encode())
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if chief:
+        write_atomic(os.path.join(output_dir, "flags.txt"), FLAGS.flags_into_string().encode())
     with strategy.scope():
         model = ARALModel(
             network_config,
@@ -158,13 +208,23 @@ def run():
                             discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
                             beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average))
     print(f"ARAL on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
-          f"{data.num_classes} classes, {network_config.architecture} networks; results in {output_dir}",
-          flush=True)
+          f"{data.num_classes} classes, {network_config.architecture} networks, "
+          f"{strategy.num_replicas_in_sync} replica(s); results in {output_dir}", flush=True)
     loop_config = LoopConfig(budget=FLAGS.budget, cycles=FLAGS.cycles, train_steps=FLAGS.train_steps,
                              batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=output_dir,
-                             eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress)
-    records = run_active_learning(model, strategy, data, initial, SimulatedOracle(data.y_train), loop_config,
-                                  log=lambda message: print(message, flush=True))
+                             eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress,
+                             jit_compile=FLAGS.jit_compile)
+    logger = None
+    if chief and FLAGS.tensorboard_dir:
+        logger = TensorBoardLogger(FLAGS.tensorboard_dir, _hyperparameters(network_config), network_config,
+                                   seed=FLAGS.seed)
+    try:
+        records = run_active_learning(model, strategy, data, initial, SimulatedOracle(data.y_train),
+                                      loop_config, log=lambda message: print(message, flush=True),
+                                      callbacks=logger)
+    finally:
+        if logger:
+            logger.close()
     print("labels  test accuracy")
     for record in records:
         print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")

@@ -15,7 +15,6 @@ import tempfile
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from aral_tf.acquisition import select_queries
 from aral_tf.training import BatchStream, Trainer, predict_in_batches
@@ -38,6 +37,7 @@ class LoopConfig:
     output_dir: str
     eval_batch_size: int = 500
     verbose: bool = True
+    jit_compile: bool = False
 
 
 class SimulatedOracle:
@@ -86,26 +86,28 @@ def append_result(path, record):
     write_atomic(path, previous + (json.dumps(record, sort_keys=True) + "\n").encode())
 
 
-def evaluate(model, images, labels, batch_size):
+def evaluate(model, images, labels, batch_size, strategy=None):
     """Test accuracy of the classifier C."""
-    classify = tf.function(model.classify, reduce_retracing=True)
-    logits = predict_in_batches(classify, images, batch_size)
+    logits = predict_in_batches(model.classify, images, batch_size, strategy=strategy)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
-def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print):
+def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print, callbacks=None):
     """Alg. 1: trains, evaluates, queries and labels for `config.cycles` rounds.
 
     Before the first cycle, D's weight-normalised layers are initialised from
     500 pool images drawn with the seed (images only; no labels are read).
     The model is trained and evaluated `cycles + 1` times, warm-started across
     cycles. Returns the list of per-cycle records written to results.jsonl.
+    `callbacks` (e.g. `summaries.TensorBoardLogger`) hears `on_train_step(step,
+    losses)` with the step counted across cycles and `on_cycle_end(cycle,
+    record, model)`.
     """
     labeled = np.sort(np.asarray(initial_indices, dtype=np.int64))
     labels = oracle.label(labeled)
     sample = np.random.default_rng([config.seed, INIT_SAMPLE_STREAM]).permutation(len(data.x_train))
     model.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
-    trainer = Trainer(model, strategy)
+    trainer = Trainer(model, strategy, jit_compile=config.jit_compile)
     results_path = os.path.join(config.output_dir, "results.jsonl")
     records = []
     for cycle in range(config.cycles + 1):
@@ -117,14 +119,18 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         stream = BatchStream(data.x_train, labels, labeled, config.batch_size,
                              model.network_config.latent_dim, data.num_classes, seed=[config.seed, cycle])
         train_started = time.time()
-        mean_losses = trainer.train(stream, config.train_steps, verbose=config.verbose)
+        on_step = None
+        if callbacks:
+            def on_step(step, losses, steps_before=cycle * config.train_steps):
+                callbacks.on_train_step(steps_before + step, losses)
+        mean_losses = trainer.train(stream, config.train_steps, verbose=config.verbose, on_step=on_step)
         train_seconds = time.time() - train_started
         with model.averaged_discriminator():
-            accuracy = evaluate(model, data.x_test, data.y_test, config.eval_batch_size)
+            accuracy = evaluate(model, data.x_test, data.y_test, config.eval_batch_size, strategy)
             log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {num_labeled} labels")
             if cycle < config.cycles:
                 selected = select_queries(model, data.x_train, labeled, config.budget,
-                                          config.eval_batch_size, verbose=config.verbose)
+                                          config.eval_batch_size, verbose=config.verbose, strategy=strategy)
         if cycle < config.cycles:
             save_indices(os.path.join(cycle_dir, "selected.npy"), selected)
             order = np.argsort(np.concatenate([labeled, selected]), kind="stable")
@@ -142,4 +148,6 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         }
         append_result(results_path, record)
         records.append(record)
+        if callbacks:
+            callbacks.on_cycle_end(cycle, record, model)
     return records

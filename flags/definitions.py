@@ -10,6 +10,7 @@ import os
 from absl import flags
 
 from aral_tf.data import ALIASES
+from aral_tf.training import STRATEGIES
 
 FLAGFILE_DIR = os.path.dirname(os.path.abspath(__file__))
 DEMO_DATASET = "demo"
@@ -60,8 +61,17 @@ flags.DEFINE_float("classifier_average", 0.999,
                    "(0 uses the last weights).")
 
 # Execution.
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                  "tf.distribute strategy: default (one device) or mirrored (all local GPUs or CPUs).")
+flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
+                  "tf.distribute strategy: auto (mirrored when several GPUs are visible, else default), "
+                  "default (one device), mirrored (all local GPUs or CPUs), multi_worker (the workers of the "
+                  "TF_CONFIG cluster) or tpu (the TPU at --tpu).")
+flags.DEFINE_string("tpu", None, "With --strategy=tpu: the TPU's grpc:// address, Cloud TPU name, or local.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA (one replica only).")
+flags.DEFINE_bool("mixed_precision", False,
+                  "Compute in float16 with float32 weights and loss scaling (mixed_float16; needs a GPU).")
+flags.DEFINE_string("tensorboard_dir", None,
+                    "Write TensorBoard summaries here: losses, test accuracy, generated images, "
+                    "hyperparameters.")
 
 FLAGS = flags.FLAGS
 

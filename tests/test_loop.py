@@ -22,14 +22,26 @@ def tiny_data(labels=None):
                      num_classes=3, class_names=None)
 
 
-def run(output_dir, data, seed=0, cycles=2):
+class RecordingCallbacks:
+    def __init__(self):
+        self.steps, self.cycles = [], []
+
+    def on_train_step(self, step, losses):
+        self.steps.append(step)
+        assert "loss_discriminator" in losses
+
+    def on_cycle_end(self, cycle, record, model):
+        self.cycles.append((cycle, record["num_labeled"], model is not None))
+
+
+def run(output_dir, data, seed=0, cycles=2, callbacks=None):
     keras.utils.set_random_seed(seed)
     model = ARALModel(tiny_config(noise=0.3))
     config = loop.LoopConfig(budget=3, cycles=cycles, train_steps=3, batch_size=4, seed=seed,
                              output_dir=str(output_dir), eval_batch_size=5, verbose=False)
     oracle = loop.SimulatedOracle(data.y_train)
     records = loop.run_active_learning(model, make_strategy("default"), data, np.array([5, 1, 30, 12]), oracle,
-                                       config, log=lambda message: None)
+                                       config, log=lambda message: None, callbacks=callbacks)
     return records, oracle
 
 
@@ -59,6 +71,12 @@ class RunActiveLearningTest(tf.test.TestCase):
             self.assertAllEqual(indices(output_dir, cycle + 1, "labeled"), np.sort(np.concatenate([labeled, selected])))
         self.assertFalse(os.path.exists(os.path.join(output_dir, "cycle_2", "selected.npy")))
         self.assertEqual(oracle.queried, 10)
+
+    def test_callbacks_hear_steps_across_cycles_and_each_cycle_end(self):
+        callbacks = RecordingCallbacks()
+        run(self.enter_context(tempfile.TemporaryDirectory()), tiny_data(), cycles=1, callbacks=callbacks)
+        self.assertEqual(callbacks.steps, [1, 2, 3, 4, 5, 6])
+        self.assertEqual(callbacks.cycles, [(0, 4, True), (1, 7, True)])
 
     def test_same_seed_same_indices(self):
         first, second = self.enter_context(tempfile.TemporaryDirectory()), self.enter_context(tempfile.TemporaryDirectory())

@@ -1,7 +1,8 @@
-"""The command line: a tiny end-to-end run, the TFDS path, and bad input (one line, exit code 2)."""
+"""The command line: a tiny end-to-end run, the TFDS path, bad input (one line, exit code 2), multi-worker."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,8 +17,8 @@ TINY_RUN = ["--train_steps=2", "--batch_size=4", "--eval_batch_size=50", "--init
             "--cycles=1", "--width=0.02", "--latent_dim=4", "--noprogress"]
 
 
-def run_main(*arguments, cwd=ROOT):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def run_main(*arguments, cwd=ROOT, env=None):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *arguments], capture_output=True,
                           text=True, cwd=cwd, env=environment, timeout=600, check=False)
 
@@ -80,6 +81,10 @@ def _bad_cases(workdir):
         ([f"--dataset={tiny}", f"--output_dir={blocker}/run"], "--output_dir"),
         ([f"--dataset={tiny}", f"--initial_indices={workdir}/none.npy"], "--initial_indices"),
         ([f"--dataset={tiny}", "--no_such_flag=1"], "no_such_flag"),
+        ([f"--dataset={tiny}", f"--tensorboard_dir={blocker}/tb"], "--tensorboard_dir"),
+        ([f"--dataset={tiny}", "--strategy=tpu"], "--tpu"),
+        ([f"--dataset={tiny}", "--strategy=tpu", "--tpu=local"], "--tpu=local"),
+        ([f"--dataset={tiny}", "--mixed_precision"], "--mixed_precision"),
     ], run_dir
 
 
@@ -93,6 +98,15 @@ def test_bad_input_gives_one_line_and_exit_code_2(workdir):
         assert culprit in lines[0], (arguments, lines[0])
         assert "Traceback" not in result.stderr
         assert not os.path.exists(os.path.join(run_dir, "results.jsonl"))
+
+
+def test_malformed_tf_config_gives_one_line_and_exit_code_2(workdir):
+    tiny = write_npz(os.path.join(workdir, "tiny.npz"))
+    result = run_main(f"--dataset={tiny}", f"--output_dir={workdir}/run", "--strategy=multi_worker", *TINY_RUN,
+                      env={"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1"]}'})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "TF_CONFIG" in result.stderr and "--strategy=multi_worker" in result.stderr
 
 
 def test_existing_run_is_not_overwritten(workdir):
@@ -136,3 +150,63 @@ def test_same_seed_same_indices_across_processes(workdir):
                            for cycle, kind in ((0, "labeled"), (0, "selected"), (1, "labeled"))])
     for first, second in zip(*selections):
         np.testing.assert_array_equal(first, second)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def read_run(output_dir):
+    with open(os.path.join(output_dir, "results.jsonl"), encoding="utf-8") as stream:
+        records = [json.loads(line) for line in stream]
+    selected = np.load(os.path.join(output_dir, "cycle_0", "selected.npy"), allow_pickle=False)
+    return records, selected
+
+
+def test_two_workers_match_one_process_and_only_the_chief_writes(workdir):
+    """Two local workers (TF_CONFIG, 2 replicas) against one process with the same global batch of 4."""
+    rng = np.random.default_rng(3)
+    data_file = write_npz(os.path.join(workdir, "tiny.npz"), y_train=np.arange(64) % 3, y_test=np.arange(16) % 3,
+                          x_train=rng.integers(0, 256, (64, 8, 8, 1), np.uint8),
+                          x_test=rng.integers(0, 256, (16, 8, 8, 1), np.uint8))
+    # D's noise layers draw per replica, so they are off for an exact comparison.
+    arguments = [f"--dataset={data_file}", "--train_steps=3", "--batch_size=4", "--eval_batch_size=10",
+                 "--initial_labels=4", "--budget=2", "--cycles=1", "--width=0.02", "--latent_dim=4",
+                 "--input_noise_std=0", "--hidden_noise_std=0", "--dropout_rate=0", "--noprogress"]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config)
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "main.py"), *arguments, "--strategy=multi_worker",
+             f"--output_dir={workdir}/worker{index}", f"--tensorboard_dir={workdir}/tensorboard{index}"],
+            cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    single = run_main(*arguments, "--strategy=default", f"--output_dir={workdir}/single")
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=420))
+    finally:
+        for process in processes:
+            process.kill()
+    assert single.returncode == 0, single.stderr
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+        assert "2 replica(s)" in stdout
+
+    records, selected = read_run(f"{workdir}/worker0")
+    expected_records, expected_selected = read_run(f"{workdir}/single")
+    np.testing.assert_array_equal(selected, expected_selected)
+    assert [record["test_accuracy"] for record in records] == [r["test_accuracy"] for r in expected_records]
+    for record, expected in zip(records, expected_records):
+        for name, value in expected["losses"].items():
+            assert record["losses"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+    assert os.listdir(f"{workdir}/tensorboard0")
+    assert not os.path.exists(f"{workdir}/worker1") and not os.path.exists(f"{workdir}/tensorboard1")
