@@ -119,9 +119,9 @@ def _make_strategy():
 def _hyperparameters(network_config):
     """The run's settings for TensorBoard's HParams table."""
     names = ("dataset", "initial_labels", "budget", "cycles", "train_steps", "batch_size", "seed", "width",
-             "latent_dim", "lambda_gan", "lambda_cls", "lambda_trd", "lambda_adv", "beta", "feature_matching",
-             "lr_encoder_generator", "lr_discriminator", "lr_sampler", "adam_beta_1", "classifier_average",
-             "strategy", "jit_compile", "mixed_precision")
+             "latent_dim", "input_noise_std", "hidden_noise_std", "dropout_rate", "lambda_gan", "lambda_cls",
+             "lambda_trd", "lambda_adv", "beta", "feature_matching", "lr_encoder_generator", "lr_discriminator",
+             "lr_sampler", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision")
     return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names}}
 
 

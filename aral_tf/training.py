@@ -72,6 +72,8 @@ def _tpu_strategy(address):
     if parsed.scheme == "grpc":
         # Connecting to a gRPC address where nothing listens blocks for minutes; probe it first.
         try:
+            if not parsed.hostname or parsed.port is None:
+                raise ValueError("expected grpc://host:port")
             socket.create_connection((parsed.hostname, parsed.port), TPU_CONNECT_TIMEOUT_SECONDS).close()
         except (OSError, ValueError) as error:
             raise StrategyError(f"cannot reach a TPU there ({error})") from None

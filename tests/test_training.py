@@ -82,8 +82,9 @@ class StrategyTest(tf.test.TestCase):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        with self.assertRaisesRegex(training.StrategyError, "cannot reach"):
-            training.make_strategy("tpu", tpu=f"grpc://127.0.0.1:{port}")
+        for address in (f"grpc://127.0.0.1:{port}", "grpc://127.0.0.1", "grpc://127.0.0.1:99999"):
+            with self.assertRaisesRegex(training.StrategyError, "cannot reach"):
+                training.make_strategy("tpu", tpu=address)
 
     def test_malformed_tf_config_is_rejected_before_building_the_strategy(self):
         for text, message in (("{not json", "not JSON"), ('{"cluster": {}}', "needs"),
