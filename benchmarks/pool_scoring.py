@@ -112,7 +112,8 @@ def main(argv):
         "streamed_images_per_second": round(args.pool_size / streamed_seconds),
         "bare_images_per_second": round(args.pool_size / bare_seconds),
         "ratio_streamed_to_bare": round(streamed_seconds / bare_seconds, 3),
-        "pool_generation_seconds": round(generation_seconds, 1), "selection_seconds": round(selection_seconds, 2),
+        "pool_generation_seconds": round(generation_seconds, 1),
+        "selection_seconds": round(selection_seconds, 2),
         "rss_after_warm_up_mib": round(rss_before), "rss_at_end_mib": round(current_rss_mib()),
         "peak_rss_mib": round(peak_rss_mib()), "load_average": os.getloadavg()[0],
     }))
