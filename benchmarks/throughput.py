@@ -35,9 +35,9 @@ POOL_SIZE = 2000
 LABELED = 100
 
 
-def measure(name, width, jit_compile, warm_up, noise=True):
+def measure(name, width, jit_compile, warm_up, noise=True, steps=None):
     image_shape, architecture, batch_size, steps_by_width = MODELS[name]
-    steps = steps_by_width[width]
+    steps = steps or steps_by_width[width]
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -80,11 +80,13 @@ def main(argv):
     parser.add_argument("--jit", default="false,true", help="false, true or both")
     parser.add_argument("--warm_up", type=int, default=3)
     parser.add_argument("--without_noise", action="store_true", help="D without its noise and dropout layers")
+    parser.add_argument("--steps", type=int, help="timed steps per configuration")
     args = parser.parse_args(argv)
     for name in args.models.split(","):
         for width in (float(value) for value in args.widths.split(",")):
             for jit_compile in (value == "true" for value in args.jit.split(",")):
-                result = measure(name, width, jit_compile, args.warm_up, noise=not args.without_noise)
+                result = measure(name, width, jit_compile, args.warm_up, noise=not args.without_noise,
+                                 steps=args.steps)
                 print(json.dumps(result), flush=True)
     return 0
 
