@@ -12,9 +12,11 @@ OUTPUT_DIR/model.keras and its SavedModels to OUTPUT_DIR/export. Running the sam
 command on an existing OUTPUT_DIR continues that run where it stopped.
 """
 
+import contextlib
 import datetime
 import math
 import os
+import shutil
 import sys
 import tempfile
 
@@ -52,15 +54,16 @@ from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
 from aral_tf.run_state import IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
-from aral_tf.training import make_strategy
+from aral_tf.summaries import TensorBoardLogger
+from aral_tf.training import StrategyError, is_chief, make_strategy
 from flags import definitions
 
 FLAGS = flags.FLAGS
 
 USAGE_EXIT_CODE = 2
 
-# TensorFlow's Python warnings (e.g. about an unreadable checkpoint state file) would add lines to our
-# one-line errors; the problems they describe are reported by our own checks.
+# TensorFlow's INFO lines (e.g. while probing for a TPU) and Python warnings (e.g. about an unreadable
+# checkpoint state file) would add lines to our one-line errors; our own checks report those problems.
 tf.get_logger().setLevel("ERROR")
 
 
@@ -104,6 +107,9 @@ def _check_counts():
         raise UsageError(f"--method={FLAGS.method}: unknown method; choose one of {', '.join(METHODS)}")
     if FLAGS.mc_passes < 2:
         raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
+    if FLAGS.mixed_precision and FLAGS.method not in ARAL_TRAINED_METHODS:
+        raise UsageError(f"--mixed_precision: only with --method={' or '.join(ARAL_TRAINED_METHODS)} "
+                         f"(the learners of --method={FLAGS.method} do not scale their losses)")
     for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler"):
         if not FLAGS[name].value > 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be positive")
@@ -114,6 +120,38 @@ def _check_counts():
     for name in ("classifier_average", "adam_beta_1", "dropout_rate"):
         if not 0 <= FLAGS[name].value < 1:
             raise UsageError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")
+
+
+def _make_strategy():
+    """The --strategy, built before any other TensorFlow work (multi-worker collectives need that)."""
+    if FLAGS.strategy == "tpu" and not FLAGS.tpu:
+        raise UsageError("--tpu: required with --strategy=tpu (a grpc:// address, Cloud TPU name or local)")
+    if FLAGS.mixed_precision and not tf.config.list_physical_devices("GPU"):
+        raise UsageError("--mixed_precision: needs a GPU and none is visible (float16 is slower than float32 "
+                         "on a CPU)")
+    try:
+        strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
+    except StrategyError as error:
+        flag = f"--tpu={FLAGS.tpu}" if FLAGS.strategy == "tpu" else f"--strategy={FLAGS.strategy}"
+        raise UsageError(f"{flag}: {error}") from None
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % replicas:
+        raise UsageError(f"--batch_size={FLAGS.batch_size}: not divisible by the "
+                         f"{replicas} replicas of --strategy={FLAGS.strategy}")
+    if FLAGS.jit_compile and replicas > 1:
+        raise UsageError(f"--jit_compile: XLA cannot compile a step that synchronises {replicas} replicas "
+                         f"(--strategy={FLAGS.strategy}; keras-team/keras#19005); use --strategy=default")
+    return strategy
+
+
+def _hyperparameters(network_config):
+    """The run's settings for TensorBoard's HParams table."""
+    names = ("dataset", "initial_labels", "budget", "cycles", "train_steps", "batch_size", "seed", "width",
+             "latent_dim", "input_noise_std", "hidden_noise_std", "dropout_rate", "lambda_gan", "lambda_cls",
+             "lambda_trd", "lambda_adv", "beta", "feature_matching", "lr_encoder_generator", "lr_discriminator",
+             "lr_sampler", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
+             "method", "mc_passes")
+    return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names}}
 
 
 # Identity flags in the order a mismatch is reported (the others follow alphabetically).
@@ -144,16 +182,23 @@ def _mismatch_message(mismatch):
     return f"{given}: this run was started {started}; {advice}"
 
 
-def _output_dir():
-    """The output directory, created and checked writable; nothing in it is changed."""
-    output_dir = FLAGS.output_dir or os.path.join(
-        "runs", f"{os.path.basename(FLAGS.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+def _require_writable(flag, directory):
+    """Creates `directory` and checks that it is writable; nothing in it is changed."""
     try:
-        os.makedirs(output_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as error:
-        raise UsageError(f"--output_dir={output_dir}: not writable ({error.strerror or error})") from None
+        raise UsageError(f"--{flag}={directory}: not writable ({error.strerror or error})") from None
+
+
+def _output_dir():
+    """The output directory, created and checked writable (and --tensorboard_dir with it)."""
+    output_dir = FLAGS.output_dir or os.path.join(
+        "runs", f"{os.path.basename(FLAGS.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    _require_writable("output_dir", output_dir)
+    if FLAGS.tensorboard_dir:
+        _require_writable("tensorboard_dir", FLAGS.tensorboard_dir)
     return output_dir
 
 
@@ -196,6 +241,7 @@ def _architecture(image_shape):
 def run():
     """Validates the flags and data, then runs active learning; returns the per-cycle records."""
     _check_counts()
+    strategy = _make_strategy()
     dataset, data_file = FLAGS.dataset, FLAGS.data_file
     if dataset == definitions.DEMO_DATASET:
         dataset, data_file = "mnist", data_file or data_lib.DEMO_FILE
@@ -225,23 +271,42 @@ def run():
         raise UsageError(f"--architecture={FLAGS.architecture}: {error}") from None
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(FLAGS.strategy)
-    if FLAGS.batch_size % strategy.num_replicas_in_sync:
-        raise UsageError(f"--batch_size={FLAGS.batch_size}: not divisible by the "
-                         f"{strategy.num_replicas_in_sync} replicas of --strategy={FLAGS.strategy}")
-    run_dir = RunDirectory(_output_dir())
-    with run_dir.locked():
-        records = _open_run(run_dir, data, initial)
-        if len(records) == cycles + 1 and _saved(run_dir):
-            print(f"The run in {run_dir.path} has finished all {cycles + 1} cycles; give a larger --cycles "
-                  "to continue it.")
-        else:
-            records = _continue_run(run_dir, records, data, initial, network_config, strategy, cycles,
-                                    train_steps)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if is_chief(strategy):
+        run_dir = RunDirectory(_output_dir())
+        with run_dir.locked():
+            records = _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps)
+    else:
+        with _worker_directory() as run_dir:
+            records = _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps)
     print("labels  test accuracy")
     for record in records:
         print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
     return records
+
+
+@contextlib.contextmanager
+def _worker_directory():
+    """A temporary run directory for a non-chief worker of a multi-worker run, deleted at the end.
+
+    Every worker computes the same steps; only the chief writes to --output_dir (and --tensorboard_dir).
+    """
+    worker_dir = tempfile.mkdtemp(prefix="aral-worker-")
+    try:
+        yield RunDirectory(worker_dir)
+    finally:
+        shutil.rmtree(worker_dir, ignore_errors=True)
+
+
+def _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps):
+    """Starts or continues the run in `run_dir`; returns the records of its cycles."""
+    records = _open_run(run_dir, data, initial)
+    if len(records) == cycles + 1 and _saved(run_dir):
+        print(f"The run in {run_dir.path} has finished all {cycles + 1} cycles; give a larger --cycles "
+              "to continue it.")
+        return records
+    return _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps)
 
 
 def _saved(run_dir):
@@ -266,11 +331,11 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
         OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
                         discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
-        strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes)
+        strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile)
     action = f"continuing at cycle {len(records)}" if records else "results"
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
-          f"{data.num_classes} classes, {network_config.architecture} networks; {action} in {run_dir.path}",
-          flush=True)
+          f"{data.num_classes} classes, {network_config.architecture} networks, "
+          f"{strategy.num_replicas_in_sync} replica(s); {action} in {run_dir.path}", flush=True)
     if FLAGS.oracle == "files":
         oracle = FileOracle(data.x_train, os.path.join(run_dir.path, "queries"), data.num_classes,
                             data.class_names)
@@ -280,8 +345,16 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
                              batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=run_dir.path,
                              eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress,
                              checkpoint_every=FLAGS.checkpoint_every)
-    records = run_active_learning(method, strategy, data, initial, oracle, loop_config,
-                                  log=lambda message: print(message, flush=True))
+    logger = None
+    if FLAGS.tensorboard_dir and is_chief(strategy):
+        logger = TensorBoardLogger(FLAGS.tensorboard_dir, _hyperparameters(network_config), network_config,
+                                   seed=FLAGS.seed)
+    try:
+        records = run_active_learning(method, strategy, data, initial, oracle, loop_config,
+                                      log=lambda message: print(message, flush=True), callbacks=logger)
+    finally:
+        if logger:
+            logger.close()
     if method.aral_model is None:
         print(f"--method={FLAGS.method} trains no ARAL model: nothing saved beyond the results files")
         return records

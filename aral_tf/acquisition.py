@@ -5,7 +5,6 @@ are already labeled.
 """
 
 import numpy as np
-import tensorflow as tf
 
 from aral_tf.training import predict_in_batches
 
@@ -33,15 +32,18 @@ def select_lowest(scores, candidate_indices, budget):
     return candidate_indices[order[:budget]]
 
 
-def score_pool(model, images, indices, batch_size, verbose=False):
-    """S(E(x, C(x))) for `images[indices]`, aligned with `indices`."""
-    function = tf.function(model.acquisition_scores, reduce_retracing=True)
-    return predict_in_batches(function, images, batch_size, indices=indices, verbose=verbose,
-                              unit_name="pool image")
+def score_pool(model, images, indices, batch_size, verbose=False, strategy=None):
+    """S(E(x, C(x))) for `images[indices]`, aligned with `indices`.
+
+    The pool streams through `strategy` one batch at a time (each batch split
+    across its replicas); only the scores are kept.
+    """
+    return predict_in_batches(model.acquisition_scores, images, batch_size, indices=indices, verbose=verbose,
+                              unit_name="pool image", strategy=strategy)
 
 
-def select_queries(model, images, labeled_indices, budget, batch_size, verbose=False):
+def select_queries(model, images, labeled_indices, budget, batch_size, verbose=False, strategy=None):
     """Pool indices to label next: the `budget` lowest S(E(x, C(x))) among unlabeled images."""
     candidates = unlabeled_indices(len(images), labeled_indices)
-    scores = score_pool(model, images, candidates, batch_size, verbose=verbose)
+    scores = score_pool(model, images, candidates, batch_size, verbose=verbose, strategy=strategy)
     return select_lowest(scores, candidates, budget)

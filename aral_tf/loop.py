@@ -17,7 +17,6 @@ import dataclasses
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from aral_tf.methods import Method
 from aral_tf.run_state import RunCheckpoint, RunDirectory, RunStateError, TrainingPosition
@@ -43,10 +42,9 @@ class LoopConfig:
     checkpoint_every: int = 500
 
 
-def evaluate(model, images, labels, batch_size):
+def evaluate(model, images, labels, batch_size, strategy=None):
     """Test accuracy of the classifier C."""
-    classify = tf.function(model.classify, reduce_retracing=True)
-    logits = predict_in_batches(classify, images, batch_size)
+    logits = predict_in_batches(model.classify, images, batch_size, strategy=strategy)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
@@ -54,7 +52,8 @@ def _ignore_event(kind, cycle, detail):  # pylint: disable=unused-argument
     return None
 
 
-def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print, on_event=None):
+def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print, on_event=None,
+                        callbacks=None):
     """Alg. 1: labels, trains and evaluates cycles 0..`config.cycles`, continuing the run in `config.output_dir`.
 
     Before the first cycle of a new run, D's weight-normalised layers are initialised from 500 pool
@@ -63,6 +62,9 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
     `on_event(kind, cycle, detail)` is called when a cycle starts ("cycle", "start") and after each
     training step ("step", step number), checkpoint ("checkpoint", step number) and file written
     ("file", path in the run).
+    `callbacks` (e.g. `summaries.TensorBoardLogger`) hears `on_train_step(step, losses)` with the step
+    counted across cycles and `on_cycle_end(cycle, record, aral_model)` (aral_model None for methods
+    that train no ARALModel), for the steps and cycles this process runs.
     `model` is an ARALModel (ARAL itself) or any `methods.Method` (see `methods.build_method`).
     Returns the records of all finished cycles, as in results.jsonl.
     """
@@ -82,9 +84,9 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         labeled, labels = _labeled_set(cycle, method, data, initial_indices, oracle, config, run, notify)
         resumed = position if position is not None and position.cycle == cycle else None
         mean_losses, train_seconds = _train(cycle, method, checkpoint, data, labeled, labels, resumed, config,
-                                            log, notify)
+                                            log, notify, callbacks)
         with method.evaluation():
-            accuracy = evaluate(method, data.x_test, data.y_test, config.eval_batch_size)
+            accuracy = evaluate(method, data.x_test, data.y_test, config.eval_batch_size, method.strategy)
         log(f"cycle {cycle}: test accuracy {accuracy:.4f} with {len(labeled)} labels")
         carried_seconds = resumed.train_seconds if resumed is not None else 0.0
         record = {
@@ -101,6 +103,8 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         run.append_result(record)
         notify("file", cycle, "results.jsonl")
         records.append(record)
+        if callbacks is not None:
+            callbacks.on_cycle_end(cycle, record, method.aral_model)
     return records
 
 
@@ -148,11 +152,12 @@ def _labeled_set(cycle, method, data, initial_indices, oracle, config, run, noti
     return labeled, labels
 
 
-def _train(cycle, method, checkpoint, data, labeled, labels, resumed, config, log, notify):
+def _train(cycle, method, checkpoint, data, labeled, labels, resumed, config, log, notify, callbacks):
     """Trains cycle `cycle` to `config.train_steps`, from `resumed` if given; returns (mean losses, seconds).
 
     Checkpoints every `config.checkpoint_every` steps and after the last step; never after a
-    step with a non-finite loss (the trainer raises first).
+    step with a non-finite loss (the trainer raises first). A checkpoint keeps the stream state of
+    the step's own batch, not that of the stream, which the trainer's input pipeline has drawn ahead.
     """
     stream = method.stream(data.x_train, labels, labeled, config.batch_size, [config.seed, cycle])
     first_step, loss_sums, carried_seconds = 0, {}, 0.0
@@ -164,18 +169,20 @@ def _train(cycle, method, checkpoint, data, labeled, labels, resumed, config, lo
     log(f"cycle {cycle}/{config.cycles}: training on {len(labeled)} labels for {config.train_steps} steps")
     started = time.time()
 
-    def after_step(step, sums):
-        notify("step", cycle, step)
-        if step % config.checkpoint_every == 0 or step == config.train_steps:
+    def after_step(trained):
+        notify("step", cycle, trained.step)
+        if callbacks is not None:
+            callbacks.on_train_step(cycle * config.train_steps + trained.step, trained.losses)
+        if trained.step % config.checkpoint_every == 0 or trained.step == config.train_steps:
             seconds = carried_seconds + time.time() - started
-            checkpoint.save(TrainingPosition(cycle=cycle, step=step, stream_state=stream.rng_state,
-                                             loss_sums=dict(sums), train_seconds=seconds))
-            notify("checkpoint", cycle, step)
+            checkpoint.save(TrainingPosition(cycle=cycle, step=trained.step,
+                                             stream_state=trained.stream_state,
+                                             loss_sums=dict(trained.loss_sums), train_seconds=seconds))
+            notify("checkpoint", cycle, trained.step)
 
     try:
         mean_losses = method.trainer.train(stream, config.train_steps, verbose=config.verbose,
-                                           first_step=first_step,
-                                    loss_sums=loss_sums, after_step=after_step)
+                                           first_step=first_step, loss_sums=loss_sums, after_step=after_step)
     except FloatingPointError as error:
         raise FloatingPointError(f"cycle {cycle}: {error}") from None
     return mean_losses, carried_seconds + time.time() - started

@@ -87,14 +87,16 @@ class Method:
     "bald", "coreset", or None (no acquisition: `full`).
     """
 
-    def __init__(self, name, learner, selection, strategy, seed, mc_passes=10, labeled_only=False):
+    def __init__(self, name, learner, selection, strategy, seed, mc_passes=10, labeled_only=False,
+                 jit_compile=False):
         self.name = name
         self.learner = learner
         self.selection = selection
+        self.strategy = strategy
         self.seed = seed
         self.mc_passes = mc_passes
         self.labeled_only = labeled_only
-        self.trainer = Trainer(learner, strategy)
+        self.trainer = Trainer(learner, strategy, jit_compile=jit_compile)
 
     @property
     def aral_model(self):
@@ -135,33 +137,41 @@ class Method:
     def select(self, images, labeled_indices, budget, cycle, batch_size, verbose=False):
         """Pool indices to label next: `budget` unlabeled ones chosen by the acquisition function."""
         if self.selection in ("aral", "vaal"):
-            return select_queries(self.learner, images, labeled_indices, budget, batch_size, verbose=verbose)
+            return select_queries(self.learner, images, labeled_indices, budget, batch_size, verbose=verbose,
+                                  strategy=self.strategy)
         candidates = unlabeled_indices(len(images), labeled_indices)
         if self.selection == "random":
             return random_selection(candidates, budget, self.seed, cycle)
         if self.selection == "entropy":
             probabilities = score_pool_with(lambda batch: tf.nn.softmax(self.learner.classify(batch)), images,
-                                          candidates, batch_size, verbose)
+                                            candidates, batch_size, verbose, self.strategy)
             return select_highest(entropy(probabilities), candidates, budget)
         if self.selection == "bald":
             mc_probabilities = score_pool_with(lambda batch: self.learner.mc_probabilities(batch, self.mc_passes),
-                                             images, candidates, batch_size, verbose)
+                                               images, candidates, batch_size, verbose, self.strategy)
             return select_highest(mutual_information(mc_probabilities), candidates, budget)
         if self.selection == "coreset":
-            features = score_pool_with(self.learner.features, images, candidates, batch_size, verbose)
-            labeled_features = score_pool_with(self.learner.features, images, labeled_indices, batch_size, False)
+            features = score_pool_with(self.learner.features, images, candidates, batch_size, verbose,
+                                       self.strategy)
+            labeled_features = score_pool_with(self.learner.features, images, labeled_indices, batch_size,
+                                               False, self.strategy)
             return candidates[k_center_greedy(features, labeled_features, budget)]
         raise ValueError(f"method {self.name} does not select")
 
 
-def score_pool_with(function, images, indices, batch_size, verbose=False):
-    """`function` (uint8 images -> array) over `images[indices]`, batch by batch, aligned with `indices`."""
-    return predict_in_batches(tf.function(function, reduce_retracing=True), images, batch_size,
-                              indices=np.asarray(indices, dtype=np.int64), verbose=verbose, unit_name="pool image")
+def score_pool_with(function, images, indices, batch_size, verbose=False, strategy=None):
+    """`function` (uint8 images -> array) over `images[indices]`, batch by batch through `strategy`,
+    aligned with `indices`."""
+    return predict_in_batches(function, images, batch_size, indices=np.asarray(indices, dtype=np.int64),
+                              verbose=verbose, unit_name="pool image", strategy=strategy)
 
 
-def build_method(name, network_config, loss_weights, optimizer_config, strategy, seed, mc_passes=10):
-    """The method called `name` with fresh networks built under `strategy`; ValueError for unknown names."""
+def build_method(name, network_config, loss_weights, optimizer_config, strategy, seed, mc_passes=10,
+                 jit_compile=False):
+    """The method called `name` with fresh networks built under `strategy`; ValueError for unknown names.
+
+    `jit_compile` compiles the training step with XLA (see `training.Trainer`).
+    """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     with strategy.scope():
@@ -181,4 +191,5 @@ def build_method(name, network_config, loss_weights, optimizer_config, strategy,
             learner = baselines.VAALWithGANClassifier(network_config, loss_weights, optimizer_config)
             selection = "vaal"
     labeled_only = isinstance(learner, baselines.SupervisedClassifier)
-    return Method(name, learner, selection, strategy, seed, mc_passes=mc_passes, labeled_only=labeled_only)
+    return Method(name, learner, selection, strategy, seed, mc_passes=mc_passes, labeled_only=labeled_only,
+                  jit_compile=jit_compile)

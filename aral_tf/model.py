@@ -74,6 +74,8 @@ class ARALModel(keras.Model):
         optimizer = keras.optimizers.Adam(learning_rate, beta_1=self.optimizer_config.beta_1,
                                           use_ema=average_momentum is not None,
                                           ema_momentum=average_momentum or 0.99)
+        if keras.mixed_precision.global_policy().compute_dtype == "float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(variables)
         return optimizer
 
@@ -161,8 +163,10 @@ class ARALModel(keras.Model):
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)
             loss = losses.encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching,
                                                  weights)
+            scaled_loss = self.encoder_generator_optimizer.scale_loss(loss)
         variables = self.encoder_generator_variables
-        self.encoder_generator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(scaled_loss, variables)
+        self.encoder_generator_optimizer.apply_gradients(zip(gradients, variables))
         return {"loss_encoder_generator": loss, "acquisition": acquisition, "encoder_gan": encoder_gan,
                 "generator_gan": generator_gan, "feature_matching": feature_matching}
 
@@ -187,8 +191,10 @@ class ARALModel(keras.Model):
             classification = losses.discriminator_classification_loss(
                 logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"])
             loss = losses.discriminator_loss(gan, classification, self.loss_weights)
+            scaled_loss = self.discriminator_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(scaled_loss, variables)
+        self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
         return {"loss_discriminator": loss, "discriminator_gan": gan,
                 "classification": classification}, tf.stop_gradient(mu)
 
@@ -198,8 +204,10 @@ class ARALModel(keras.Model):
         with tf.GradientTape() as tape:
             sampler_logits = self.sampler(latent_means, training=True)
             loss = losses.sampler_loss(sampler_logits[:num_labeled], sampler_logits[num_labeled:])
+            scaled_loss = self.sampler_optimizer.scale_loss(loss)
         variables = self.sampler.trainable_variables
-        self.sampler_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(scaled_loss, variables)
+        self.sampler_optimizer.apply_gradients(zip(gradients, variables))
         return {"loss_sampler": loss}
 
     def classify(self, images):

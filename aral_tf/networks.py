@@ -62,6 +62,11 @@ def _soft_bound(x, limit):
     return limit * keras.ops.tanh(x / limit)
 
 
+def _float32(x):
+    """Network outputs are float32, also when the layers compute in float16 (mixed precision)."""
+    return keras.ops.cast(x, "float32")
+
+
 def _leaky_relu(x):
     return keras.activations.leaky_relu(x, negative_slope=0.2)
 
@@ -145,7 +150,7 @@ class Encoder(keras.Model):
 
     def call(self, images, labels, training=False):
         stats = self.head(_with_label(self.trunk(images, training=training), labels), training=training)
-        mu, log_var = keras.ops.split(stats, 2, axis=-1)
+        mu, log_var = keras.ops.split(_float32(stats), 2, axis=-1)
         return _soft_bound(mu, MAX_ABS_MEAN), _soft_bound(log_var, MAX_ABS_LOG_VARIANCE)
 
 
@@ -177,7 +182,7 @@ class Generator(keras.Model):
                 name="body")
 
     def call(self, latent, labels, training=False):
-        return self.body(_with_label(latent, labels), training=training)
+        return _float32(self.body(_with_label(latent, labels), training=training))
 
 
 class Discriminator(keras.Model):
@@ -243,8 +248,8 @@ class Discriminator(keras.Model):
 
     def call(self, images, training=False):
         """Returns (features h = D~(x), class logits C(x))."""
-        features = self.trunk(images, training=training)
-        return features, self.classifier(features)
+        features = _float32(self.trunk(images, training=training))
+        return features, _float32(self.classifier(features))
 
     def real_fake_logit(self, features, logits, latent, labels, train_discriminator=False):
         """c_rf(h, z, y): logit of "real" for the triple (x, z, y); `labels` one-hot or soft.
@@ -257,7 +262,7 @@ class Discriminator(keras.Model):
             agreement = keras.ops.stop_gradient(agreement)
         class_term = keras.ops.logsumexp(logits, axis=-1) + agreement
         joint = keras.ops.concatenate([features, self.latent_pathway(latent)], axis=-1)
-        return class_term + keras.ops.squeeze(self.pair_head(joint), axis=-1)
+        return class_term + _float32(keras.ops.squeeze(self.pair_head(joint), axis=-1))
 
 
 class Sampler(keras.Model):
@@ -271,7 +276,7 @@ class Sampler(keras.Model):
             name="body")
 
     def call(self, latent_mean, training=False):
-        return keras.ops.squeeze(self.body(latent_mean, training=training), axis=-1)
+        return _float32(keras.ops.squeeze(self.body(latent_mean, training=training), axis=-1))
 
 
 def _conv_downsampler(config, residual, dropout=0.0):

@@ -10,6 +10,7 @@ import os
 from absl import flags
 
 from aral_tf.data import ALIASES
+from aral_tf.training import STRATEGIES
 
 FLAGFILE_DIR = os.path.dirname(os.path.abspath(__file__))
 DEMO_DATASET = "demo"
@@ -74,15 +75,25 @@ flags.DEFINE_float("classifier_average", 0.999,
                    "(0 uses the last weights).")
 
 # Execution.
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
-                  "tf.distribute strategy: default (one device) or mirrored (all local GPUs or CPUs).")
+flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
+                  "tf.distribute strategy: auto (mirrored when several GPUs are visible, else default), "
+                  "default (one device), mirrored (all local GPUs or CPUs), multi_worker (the workers of the "
+                  "TF_CONFIG cluster) or tpu (the TPU at --tpu).")
+flags.DEFINE_string("tpu", None, "With --strategy=tpu: the TPU's grpc:// address, Cloud TPU name, or local.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA (one replica only).")
+flags.DEFINE_bool("mixed_precision", False,
+                  "Compute in float16 with float32 weights and loss scaling (mixed_float16; needs a GPU).")
+flags.DEFINE_string("tensorboard_dir", None,
+                    "Write TensorBoard summaries here: losses, test accuracy, generated images, "
+                    "hyperparameters.")
 
 FLAGS = flags.FLAGS
 
 # Flags of this module that a resumed run may change; every other one is part of the run's identity
 # (stored in OUTPUT_DIR/run.json) and must keep its value. Add a new flag here only if changing it
 # midway cannot change which images get labeled or what the model learns.
-MAY_CHANGE_ON_RESUME = ("cycles", "progress", "output_dir", "data_dir", "checkpoint_every", "export")
+MAY_CHANGE_ON_RESUME = ("cycles", "progress", "output_dir", "data_dir", "checkpoint_every", "export",
+                        "tensorboard_dir")
 
 
 def flagfile_for(dataset):

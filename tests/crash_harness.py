@@ -37,6 +37,7 @@ class Harness:
         self.pause_at, self.marker, self.event_log = pause_at, marker, event_log
         self.output_dir = os.path.abspath(output_dir)
         self.cycle = None
+        self.batches = None  # (event kind, batch numbers) while a counted predict_in_batches runs
 
     def event(self, kind, cycle, detail):
         self.cycle = cycle
@@ -51,15 +52,23 @@ class Harness:
                 time.sleep(60)
 
     def counting_batches(self, kind, predict_in_batches):
-        """predict_in_batches whose every batch is an event `kind` with the batch number."""
-        def wrapper(function, *args, **kwargs):
-            numbers = itertools.count(1)
+        """predict_in_batches whose every batch is an event `kind` with its number (see counted_call)."""
+        def wrapper(*args, **kwargs):
+            self.batches = kind, itertools.count(1)
+            try:
+                return predict_in_batches(*args, **kwargs)
+            finally:
+                self.batches = None
+        return wrapper
 
-            def counted(images):
-                result = function(images)
+    def counted_call(self, call):
+        """BatchPredictor.__call__ that reports each batch of a counted predict_in_batches once it is done."""
+        def wrapper(predictor, images):
+            result = call(predictor, images)
+            if self.batches is not None:
+                kind, numbers = self.batches
                 self.event(kind, self.cycle, next(numbers))
-                return result
-            return predict_in_batches(counted, *args, **kwargs)
+            return result
         return wrapper
 
     def pausing_replace(self, replace):
@@ -78,7 +87,7 @@ def _serve(argv):
     # pylint: disable=import-outside-toplevel
     import main  # imports TensorFlow quietly first
     from absl import app
-    from aral_tf import acquisition, loop
+    from aral_tf import acquisition, loop, training
 
     position = argv.index("--")
     own = dict(argument.lstrip("-").split("=", 1) for argument in argv[1:position])
@@ -89,6 +98,7 @@ def _serve(argv):
     main.run_active_learning = functools.partial(loop.run_active_learning, on_event=harness.event)
     loop.predict_in_batches = harness.counting_batches("evaluate", loop.predict_in_batches)
     acquisition.predict_in_batches = harness.counting_batches("score", acquisition.predict_in_batches)
+    training.BatchPredictor.__call__ = harness.counted_call(training.BatchPredictor.__call__)
     os.replace = harness.pausing_replace(os.replace)
     app.run(main.main, argv=[main.__file__] + main_arguments, flags_parser=main.parse_flags)
 

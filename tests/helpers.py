@@ -1,7 +1,10 @@
-"""Tiny models and batches shared by the tests."""
+"""Tiny models, batches and the two-CPU strategy shared by the tests."""
+
+import functools
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
@@ -39,3 +42,13 @@ def trained_model(config, images, labels, steps=2, seed=0):
     for _ in range(steps):
         trainer.train_step(stream.next())
     return model
+
+
+@functools.cache
+def two_cpu_strategy():
+    """A MirroredStrategy over the two logical CPUs of conftest.py, one for the whole test session.
+
+    Strategies created side by side in one process number their collective
+    ops alike, and a gather of one clashes with a reduction of another.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

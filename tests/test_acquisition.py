@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from aral_tf import acquisition
+from tests.helpers import two_cpu_strategy
 
 
 class MeanPixelScorer:
@@ -62,6 +63,13 @@ class SelectQueriesTest(tf.test.TestCase):
         images = constant_images(np.arange(23) * 10)
         indices = np.array([22, 0, 5, 13, 7])
         scores = acquisition.score_pool(MeanPixelScorer(), images, indices, batch_size=2)
+        self.assertAllClose(scores, indices * 10 / 255.0)
+
+    def test_scoring_through_two_replicas_gives_the_same_scores(self):
+        images = constant_images(np.arange(23) * 10)
+        indices = np.array([22, 0, 5, 13, 7, 1, 2])
+        strategy = two_cpu_strategy()
+        scores = acquisition.score_pool(MeanPixelScorer(), images, indices, batch_size=3, strategy=strategy)
         self.assertAllClose(scores, indices * 10 / 255.0)
 
     def test_acquisition_takes_no_labels(self):

@@ -156,6 +156,13 @@ CASES = [
          "--architecture=cnn"),
     Case("unknown dataset", ("--dataset=fashion_mnist",), "--dataset=fashion_mnist"),
     Case("output dir below a file", ("--output_dir={blocker}/run",), "--output_dir", run="new"),
+    Case("TensorBoard dir below a file", ("--tensorboard_dir={blocker}/tb",),
+         "--tensorboard_dir={blocker}/tb"),
+    # Strategies (a TPU that is not there and a malformed TF_CONFIG: test_main.py, in subprocesses).
+    Case("TPU strategy without an address", ("--strategy=tpu",), "--tpu: required with --strategy=tpu"),
+    Case("mixed precision without a GPU", ("--mixed_precision",), "--mixed_precision: needs a GPU"),
+    Case("mixed precision with a baseline", ("--mixed_precision", "--method=vaal"),
+         "--mixed_precision: only with --method=aral or aral_random"),
     # Data files.
     Case("missing data file", ("--dataset=mnist", "--data_file={workdir}/missing.npz"), "missing.npz"),
     Case("data file not an archive", ("--dataset={garbage}",), "garbage.bin"),
@@ -189,6 +196,8 @@ CASES = [
     Case("changed batch size", ("--batch_size=8",), "--batch_size=8: this run was started with --batch_size=4"),
     Case("changed width", ("--width=0.03",), "--width=0.03: this run was started with --width=0.02"),
     Case("changed oracle", ("--oracle=files",), "--oracle=files: this run was started with --oracle=simulated"),
+    Case("changed XLA compilation", ("--jit_compile",),
+         "--jit_compile=True: this run was started with --jit_compile=False"),
     Case("added initial indices", ("--initial_indices={first_four}",),
          "this run was started without --initial_indices"),
     Case("other data file", ("--dataset={tiny_other}",), "--dataset={tiny_other}: this run was started with"),

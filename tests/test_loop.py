@@ -35,14 +35,27 @@ def interrupt_at(point):
     return on_event
 
 
-def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None):
+class RecordingCallbacks:
+    def __init__(self):
+        self.steps, self.cycles = [], []
+
+    def on_train_step(self, step, losses):
+        self.steps.append(step)
+        assert "loss_discriminator" in losses
+
+    def on_cycle_end(self, cycle, record, model):
+        self.cycles.append((cycle, record["num_labeled"], model is not None))
+
+
+def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None, callbacks=None):
     keras.utils.set_random_seed(seed)
     model = ARALModel(tiny_config(noise=0.3))
     config = loop.LoopConfig(budget=3, cycles=cycles, train_steps=3, batch_size=4, seed=seed,
                              output_dir=str(output_dir), eval_batch_size=5, verbose=False, checkpoint_every=2)
     oracle = oracle or SimulatedOracle(data.y_train)
     records = loop.run_active_learning(model, make_strategy("default"), data, np.array([5, 1, 30, 12]), oracle,
-                                       config, log=lambda message: None, on_event=on_event)
+                                       config, log=lambda message: None, on_event=on_event,
+                                       callbacks=callbacks)
     return records, oracle
 
 
@@ -75,6 +88,12 @@ class RunActiveLearningTest(tf.test.TestCase):
         self.assertEqual(oracle.queried, 10)
         for cycle in (0, 1, 2):
             self.assertAllEqual(indices(output_dir, cycle, "labels"), indices(output_dir, cycle, "labeled") % 3)
+
+    def test_callbacks_hear_steps_across_cycles_and_each_cycle_end(self):
+        callbacks = RecordingCallbacks()
+        run(self.enter_context(tempfile.TemporaryDirectory()), tiny_data(), cycles=1, callbacks=callbacks)
+        self.assertEqual(callbacks.steps, [1, 2, 3, 4, 5, 6])
+        self.assertEqual(callbacks.cycles, [(0, 4, True), (1, 7, True)])
 
     def test_same_seed_same_indices(self):
         first, second = self.enter_context(tempfile.TemporaryDirectory()), self.enter_context(tempfile.TemporaryDirectory())
@@ -129,6 +148,16 @@ class ResumeTest(tf.test.TestCase):
                 run(output_dir, tiny_data(), on_event=interrupt_at(point))
         records, _ = run(output_dir, tiny_data())
         self.assertEqual([record["cycle"] for record in records], [0, 1, 2])
+        assert_same_run(self, self.reference, output_dir)
+
+    def test_callbacks_of_a_resumed_run_go_on_counting_steps_across_cycles(self):
+        output_dir = self.enter_context(tempfile.TemporaryDirectory())
+        with self.assertRaises(Interrupt):
+            run(output_dir, tiny_data(), on_event=interrupt_at(("checkpoint", 1, 2)))
+        callbacks = RecordingCallbacks()
+        run(output_dir, tiny_data(), callbacks=callbacks)
+        self.assertEqual(callbacks.steps, [6, 7, 8, 9])
+        self.assertEqual(callbacks.cycles, [(1, 7, True), (2, 10, True)])
         assert_same_run(self, self.reference, output_dir)
 
     def test_more_cycles_extend_a_finished_run(self):

@@ -1,10 +1,11 @@
-"""The command line: a tiny end-to-end run, re-running it, the file oracle, the TFDS path.
+"""The command line: a tiny end-to-end run, re-running it, the file oracle, the TFDS path, multi-worker.
 
 Bad input (one line, exit code 2, run directory intact) is tested in test_bad_inputs.py.
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,8 +20,8 @@ TINY_RUN = ["--train_steps=2", "--batch_size=4", "--eval_batch_size=50", "--init
             "--cycles=1", "--width=0.02", "--latent_dim=4", "--noprogress"]
 
 
-def run_main(*arguments, cwd=ROOT):
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def run_main(*arguments, cwd=ROOT, env=None):
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *arguments], capture_output=True,
                           text=True, cwd=cwd, env=environment, timeout=600, check=False)
 
@@ -111,6 +112,15 @@ def test_files_oracle_writes_queries_then_continues_with_the_labels(workdir, cap
     assert len(os.listdir(os.path.join(output_dir, "queries", "cycle_0"))) == 3
 
 
+def test_malformed_tf_config_gives_one_line_and_exit_code_2(workdir):
+    tiny = write_npz(os.path.join(workdir, "tiny.npz"))
+    result = run_main(f"--dataset={tiny}", f"--output_dir={workdir}/run", "--strategy=multi_worker", *TINY_RUN,
+                      env={"TF_CONFIG": '{"cluster": {"worker": ["127.0.0.1:1"]}'})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "TF_CONFIG" in result.stderr and "--strategy=multi_worker" in result.stderr
+
+
 def test_existing_run_is_not_overwritten(workdir):
     tiny = write_npz(os.path.join(workdir, "tiny.npz"))
     run_dir = os.path.join(workdir, "run")
@@ -154,3 +164,93 @@ def test_same_seed_same_indices_across_processes(workdir):
                            for cycle, kind in ((0, "labeled"), (0, "selected"), (1, "labeled"))])
     for first, second in zip(*selections):
         np.testing.assert_array_equal(first, second)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def read_run(output_dir):
+    """The records of a finished run and the selection after each cycle but the last."""
+    with open(os.path.join(output_dir, "results.jsonl"), encoding="utf-8") as stream:
+        records = [json.loads(line) for line in stream]
+    selected = [np.load(os.path.join(output_dir, f"cycle_{cycle}", "selected.npy"), allow_pickle=False)
+                for cycle in range(len(records) - 1)]
+    return records, selected
+
+
+def start_workers(*per_worker_arguments):
+    """main.py as the workers of a local TF_CONFIG cluster, one process each (worker 0 is the chief)."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(len(per_worker_arguments))]}
+    processes = []
+    for index, arguments in enumerate(per_worker_arguments):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config)
+        processes.append(subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "main.py"), *arguments, "--strategy=multi_worker"],
+            cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return processes
+
+
+def finish(processes):
+    """(exit code, stdout, stderr) of each process."""
+    try:
+        outputs = [process.communicate(timeout=420) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    return [(process.returncode, stdout, stderr) for process, (stdout, stderr) in zip(processes, outputs)]
+
+
+def run_beside_one_process(per_worker_arguments, single_arguments):
+    """Runs the workers and, meanwhile, the same run in one process (--strategy=default); all must succeed.
+
+    Returns the workers' stdout.
+    """
+    workers = start_workers(*per_worker_arguments)
+    single = run_main(*single_arguments, "--strategy=default")
+    assert single.returncode == 0, single.stderr
+    outputs = []
+    for code, stdout, stderr in finish(workers):
+        assert code == 0, stderr
+        outputs.append(stdout)
+    return outputs
+
+
+def assert_same_records(output_dir, expected_dir):
+    (records, selected), (expected_records, expected_selected) = read_run(output_dir), read_run(expected_dir)
+    assert len(selected) == len(expected_selected)
+    for one, other in zip(selected, expected_selected):
+        np.testing.assert_array_equal(one, other)
+    assert [record["test_accuracy"] for record in records] == [r["test_accuracy"] for r in expected_records]
+    for record, expected in zip(records, expected_records):
+        for name, value in expected["losses"].items():
+            assert record["losses"][name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
+
+
+def test_two_workers_match_one_process_and_only_the_chief_writes(workdir):
+    """Two local workers (TF_CONFIG, 2 replicas) against one process with the same global batch of 4."""
+    rng = np.random.default_rng(3)
+    data_file = write_npz(os.path.join(workdir, "tiny.npz"), y_train=np.arange(64) % 3, y_test=np.arange(16) % 3,
+                          x_train=rng.integers(0, 256, (64, 8, 8, 1), np.uint8),
+                          x_test=rng.integers(0, 256, (16, 8, 8, 1), np.uint8))
+    # D's noise layers draw per replica, so they are off for an exact comparison.
+    arguments = [f"--dataset={data_file}", "--train_steps=3", "--batch_size=4", "--eval_batch_size=10",
+                 "--initial_labels=4", "--budget=2", "--cycles=1", "--width=0.02", "--latent_dim=4",
+                 "--input_noise_std=0", "--hidden_noise_std=0", "--dropout_rate=0", "--noprogress"]
+    chief_dir, single_dir = f"{workdir}/worker0", f"{workdir}/single"
+    outputs = run_beside_one_process([[*arguments, f"--output_dir={workdir}/worker{index}",
+                                       f"--tensorboard_dir={workdir}/tensorboard{index}"] for index in range(2)],
+                                     [*arguments, f"--output_dir={single_dir}"])
+    assert all("2 replica(s)" in stdout for stdout in outputs)
+    assert_same_records(chief_dir, single_dir)
+    assert os.path.isfile(f"{chief_dir}/model.keras") and os.path.isdir(f"{chief_dir}/export")
+    assert os.listdir(f"{workdir}/tensorboard0")
+    assert not os.path.exists(f"{workdir}/worker1") and not os.path.exists(f"{workdir}/tensorboard1")
+

@@ -1,5 +1,5 @@
 """Acquisition functions on pools with known answers; every method in the loop: no labeled index, no
-pool labels."""
+pool labels; baselines under a two-replica strategy."""
 
 import inspect
 import os
@@ -14,8 +14,9 @@ from aral_tf import loop, methods, oracle
 from aral_tf.data import ImageData
 from aral_tf.losses import LossWeights
 from aral_tf.model import OptimizerConfig
+from aral_tf.run_state import RunDirectory
 from aral_tf.training import make_strategy
-from tests.helpers import tiny_config, tiny_images
+from tests.helpers import tiny_config, tiny_images, two_cpu_strategy
 
 INITIAL = np.array([5, 1, 30, 12])
 
@@ -72,10 +73,10 @@ def _data(labels):
                      y_test=(np.arange(9) % 3).astype(np.int64), num_classes=3, class_names=None)
 
 
-def _run(name, labels, output_dir):
+def _run(name, labels, output_dir, strategy=None, noise=0.3):
     keras.utils.set_random_seed(0)
-    method = methods.build_method(name, tiny_config(noise=0.3), LossWeights(), OptimizerConfig(), make_strategy(),
-                                  seed=0, mc_passes=3)
+    method = methods.build_method(name, tiny_config(noise=noise), LossWeights(), OptimizerConfig(),
+                                  strategy or make_strategy(), seed=0, mc_passes=3)
     config = loop.LoopConfig(budget=3, cycles=1, train_steps=2, batch_size=4, seed=0, output_dir=output_dir,
                              eval_batch_size=7, verbose=False)
     loop.run_active_learning(method, None, _data(labels), INITIAL, oracle.SimulatedOracle(labels), config,
@@ -94,6 +95,19 @@ def test_method_selects_unlabeled_indices_blind_to_pool_labels(name):
         assert selected.dtype == np.int64 and len(np.unique(selected)) == 3
         assert not np.intersect1d(selected, INITIAL).size
         np.testing.assert_array_equal(selected, _run(name, permuted, second))
+
+
+@pytest.mark.parametrize("name", ["vaal", "coreset"])
+def test_baseline_under_two_replicas_matches_one_device(name):
+    """Training, evaluation and selection of a baseline run through the strategy (no noise: same draws)."""
+    labels = np.arange(40) % 3
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        selected = _run(name, labels, first, noise=0.0)
+        np.testing.assert_array_equal(_run(name, labels, second, two_cpu_strategy(), noise=0.0), selected)
+        records = [RunDirectory(directory).read_results() for directory in (first, second)]
+    for one, other in zip(*records):
+        assert one["test_accuracy"] == other["test_accuracy"]
+        assert one["losses"] == pytest.approx(other["losses"], rel=1e-4, abs=1e-5)
 
 
 def test_full_trains_once_on_every_label():

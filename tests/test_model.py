@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from aral_tf.model import ARALModel
 from aral_tf.training import Trainer
-from tests.helpers import tiny_batch, tiny_config
+from tests.helpers import tiny_batch, tiny_config, tiny_images, two_cpu_strategy
 
 NETWORKS = ("encoder", "generator", "discriminator", "sampler")
 
@@ -88,6 +88,27 @@ class AveragedDiscriminatorTest(tf.test.TestCase):
             self.assertAllEqual(variable.numpy(), weight)
 
 
+class MixedPrecisionTest(tf.test.TestCase):
+
+    def tearDown(self):
+        keras.mixed_precision.set_global_policy("float32")
+        super().tearDown()
+
+    def test_float16_step_scales_losses_and_keeps_float32_weights(self):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.utils.set_random_seed(5)
+        model = ARALModel(tiny_config(noise=0.3))
+        self.assertIsInstance(model.discriminator_optimizer, keras.optimizers.LossScaleOptimizer)
+        model.initialize_from_data(tiny_images(20))
+        values = Trainer(model, tf.distribute.get_strategy()).train_step(tiny_batch(model.network_config))
+        for name, value in values.items():
+            self.assertTrue(np.isfinite(value), name)
+        self.assertEqual({variable.dtype for variable in model.trainable_variables}, {"float32"})
+        self.assertEqual(model.acquisition_scores(tiny_images(3))[0].dtype, tf.float32)
+        with model.averaged_discriminator():
+            self.assertEqual(model.classify(tiny_images(3)).dtype, tf.float32)
+
+
 class StrategyInvarianceTest(tf.test.TestCase):
 
     def test_mirrored_step_equals_default_step(self):
@@ -98,7 +119,7 @@ class StrategyInvarianceTest(tf.test.TestCase):
         initial = reference.get_weights()
         expected_losses = {k: float(v) for k, v in reference.train_step(batch).items()}
 
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        strategy = two_cpu_strategy()
         self.assertEqual(strategy.num_replicas_in_sync, 2)
         with strategy.scope():
             mirrored = ARALModel(config)
