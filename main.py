@@ -53,9 +53,10 @@ from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
 from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
-from aral_tf.run_state import IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
+from aral_tf.run_state import (LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint,
+                               write_atomic)
 from aral_tf.summaries import TensorBoardLogger
-from aral_tf.training import StrategyError, is_chief, make_strategy
+from aral_tf.training import StrategyError, is_chief, make_strategy, same_on_every_worker
 from flags import definitions
 
 FLAGS = flags.FLAGS
@@ -278,7 +279,7 @@ def run():
         with run_dir.locked():
             records = _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps)
     else:
-        with _worker_directory() as run_dir:
+        with _worker_copy() as run_dir:
             records = _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps)
     print("labels  test accuracy")
     for record in records:
@@ -287,14 +288,21 @@ def run():
 
 
 @contextlib.contextmanager
-def _worker_directory():
-    """A temporary run directory for a non-chief worker of a multi-worker run, deleted at the end.
+def _worker_copy():
+    """A private copy of the chief's run directory for a non-chief worker of a multi-worker run.
 
     Every worker computes the same steps; only the chief writes to --output_dir (and --tensorboard_dir).
+    A worker does the same writes in a temporary directory, deleted at the end. It starts from a copy
+    of --output_dir as it finds it (a shared directory), so that it continues a resumed run from the
+    chief's checkpoint; where it cannot see the chief's directory, it starts anew, and
+    `_check_workers_agree` stops every worker if the chief does not.
     """
     worker_dir = tempfile.mkdtemp(prefix="aral-worker-")
     try:
-        yield RunDirectory(worker_dir)
+        run_path = os.path.join(worker_dir, "run")
+        if FLAGS.output_dir and os.path.isdir(FLAGS.output_dir):
+            shutil.copytree(FLAGS.output_dir, run_path, ignore=shutil.ignore_patterns(LOCK_FILE))
+        yield RunDirectory(run_path)
     finally:
         shutil.rmtree(worker_dir, ignore_errors=True)
 
@@ -302,11 +310,23 @@ def _worker_directory():
 def _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps):
     """Starts or continues the run in `run_dir`; returns the records of its cycles."""
     records = _open_run(run_dir, data, initial)
-    if len(records) == cycles + 1 and _saved(run_dir):
+    finished = len(records) == cycles + 1 and _saved(run_dir)
+    _check_workers_agree(strategy, run_dir, len(records), finished)
+    if finished:
         print(f"The run in {run_dir.path} has finished all {cycles + 1} cycles; give a larger --cycles "
               "to continue it.")
         return records
     return _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps)
+
+
+def _check_workers_agree(strategy, run_dir, finished_cycles, finished):
+    """The workers of a multi-worker run must find the same run state (a worker that cannot see the
+    chief's directory starts anew): each compares its finished cycles and newest checkpoint with the others'."""
+    newest = run_dir.newest_checkpoint_number()
+    if not same_on_every_worker(strategy, (finished_cycles, newest, int(finished))):
+        raise UsageError(f"--output_dir={FLAGS.output_dir}: the workers of this multi-worker run find "
+                         f"different run states (this one: {finished_cycles} finished cycles, newest checkpoint "
+                         f"{newest}); give every worker the chief's --output_dir on a shared filesystem")
 
 
 def _saved(run_dir):

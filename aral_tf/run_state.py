@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import uuid
 
@@ -34,6 +35,8 @@ LOCK_FILE = ".lock"
 TEMPORARY_PREFIX = ".tmp-"
 RUN_FORMAT = 1
 CHECKPOINTS_KEPT = 2
+# The index file of checkpoint N, as tf.train.CheckpointManager names it.
+CHECKPOINT_INDEX = re.compile(r"ckpt-(\d+)\.index")
 
 
 class RunStateError(ValueError):
@@ -150,6 +153,12 @@ class RunDirectory:
             yield self
         finally:
             os.close(handle)
+
+    def newest_checkpoint_number(self):
+        """N of the newest checkpoints/ckpt-N.index, or -1; from the file names alone (nothing is read)."""
+        names = os.listdir(self.checkpoint_dir) if os.path.isdir(self.checkpoint_dir) else []
+        numbers = [int(match.group(1)) for match in map(CHECKPOINT_INDEX.fullmatch, names) if match]
+        return max(numbers, default=-1)
 
     def remove_temporaries(self):
         """Deletes temporary files left by a process killed while writing (call with the lock held)."""

@@ -106,6 +106,19 @@ def is_chief(strategy):
             and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def same_on_every_worker(strategy, values):
+    """Whether every worker of a multi-worker `strategy` passes the same integers `values` (a collective op).
+
+    Always true for a single-process strategy.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    local = tf.constant([values], tf.int64)
+    gathered = strategy.gather(strategy.experimental_distribute_values_from_function(lambda _: local), axis=0)
+    gathered = gathered.numpy()
+    return bool(np.all(gathered == gathered[:1]))
+
+
 def split_across_replicas(strategy, batch):
     """Distributes a global batch (an array or a dict of arrays): replica r gets the r-th equal slice.
 

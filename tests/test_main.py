@@ -235,7 +235,11 @@ def assert_same_records(output_dir, expected_dir):
 
 
 def test_two_workers_match_one_process_and_only_the_chief_writes(workdir):
-    """Two local workers (TF_CONFIG, 2 replicas) against one process with the same global batch of 4."""
+    """Two local workers (TF_CONFIG, 2 replicas) against one process with the same global batch of 4.
+
+    Then the run is continued for one more cycle: refused (both workers, one line, exit code 2) while
+    worker 1 cannot see the chief's directory, and matching the continued one-process run once it can.
+    """
     rng = np.random.default_rng(3)
     data_file = write_npz(os.path.join(workdir, "tiny.npz"), y_train=np.arange(64) % 3, y_test=np.arange(16) % 3,
                           x_train=rng.integers(0, 256, (64, 8, 8, 1), np.uint8),
@@ -254,3 +258,17 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(workdir):
     assert os.listdir(f"{workdir}/tensorboard0")
     assert not os.path.exists(f"{workdir}/worker1") and not os.path.exists(f"{workdir}/tensorboard1")
 
+    more = [*arguments, "--cycles=2"]
+    chief_files = sorted(os.listdir(chief_dir))
+    refused = finish(start_workers([*more, f"--output_dir={chief_dir}"],
+                                   [*more, f"--output_dir={workdir}/worker1"]))
+    for code, _, stderr in refused:
+        assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+        assert "find different run states" in stderr and "--output_dir=" in stderr, stderr
+    assert sorted(os.listdir(chief_dir)) == chief_files and len(read_run(chief_dir)[0]) == 2
+
+    outputs = run_beside_one_process([[*more, f"--output_dir={chief_dir}"]] * 2,
+                                     [*more, f"--output_dir={single_dir}"])
+    assert all("continuing at cycle 2" in stdout for stdout in outputs)
+    assert_same_records(chief_dir, single_dir)
+    assert not os.path.exists(f"{workdir}/worker1")

@@ -80,6 +80,15 @@ class FilesTest(tf.test.TestCase):
         with self.run.locked():
             pass
 
+    def test_newest_checkpoint_number_from_the_file_names(self):
+        self.assertEqual(self.run.newest_checkpoint_number(), -1)
+        os.makedirs(self.run.checkpoint_dir)
+        for name in ("ckpt-2.index", "ckpt-10.index", "ckpt-11.data-00000-of-00001", "checkpoint",
+                     "ckpt-x.index"):
+            with open(os.path.join(self.run.checkpoint_dir, name), "w", encoding="utf-8"):
+                pass
+        self.assertEqual(self.run.newest_checkpoint_number(), 10)
+
     def test_holds_run_files(self):
         self.assertFalse(self.run.holds_run_files())
         os.makedirs(os.path.join(self.directory, "cycle_0"))
