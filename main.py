@@ -115,7 +115,8 @@ def _check_counts():
         if not FLAGS[name].value > 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be positive")
     for name in ("lambda_gan", "lambda_cls", "lambda_trd", "lambda_adv", "beta", "feature_matching",
-                 "input_noise_std", "hidden_noise_std"):
+                 "class_feature_matching", "generator_gan", "generated_cls", "input_noise_std",
+                 "hidden_noise_std"):
         if not FLAGS[name].value >= 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be a finite number >= 0")
     for name in ("classifier_average", "adam_beta_1", "dropout_rate"):
@@ -149,7 +150,8 @@ def _hyperparameters(network_config):
     """The run's settings for TensorBoard's HParams table."""
     names = ("dataset", "initial_labels", "budget", "cycles", "train_steps", "batch_size", "seed", "width",
              "latent_dim", "input_noise_std", "hidden_noise_std", "dropout_rate", "lambda_gan", "lambda_cls",
-             "lambda_trd", "lambda_adv", "beta", "feature_matching", "lr_encoder_generator", "lr_discriminator",
+             "lambda_trd", "lambda_adv", "beta", "feature_matching", "class_feature_matching", "generator_gan",
+             "generated_cls", "lr_encoder_generator", "lr_discriminator",
              "lr_sampler", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
              "method", "mc_passes")
     return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names}}
@@ -347,7 +349,9 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     method = build_method(
         FLAGS.method, network_config,
         LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
-                    adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching),
+                    adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching,
+                    class_feature_matching=FLAGS.class_feature_matching, generator_gan=FLAGS.generator_gan,
+                    generated_cls=FLAGS.generated_cls),
         OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
                         discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),

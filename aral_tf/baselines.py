@@ -233,11 +233,15 @@ class SemiSupervisedGAN(ClassifierNetwork):
         num_real = num_labeled + tf.shape(unlabeled)[0]
         with tf.GradientTape() as tape:
             generated = self.generate(batch, training=True)
-            unlabeled_features, _ = self.features_and_logits(unlabeled, training=True)
+            unlabeled_features, unlabeled_logits = self.features_and_logits(unlabeled, training=True)
             generated_features, generated_logits = self.features_and_logits(generated, training=True)
-            generator_loss = (losses.generator_gan_loss(tf.reduce_logsumexp(generated_logits, axis=-1))
-                              + weights.feature_matching * losses.feature_matching_loss(
-                                  tf.stop_gradient(unlabeled_features), generated_features))
+            unlabeled_features = tf.stop_gradient(unlabeled_features)
+            generator_loss = (
+                weights.generator_gan * losses.generator_gan_loss(tf.reduce_logsumexp(generated_logits, axis=-1))
+                + weights.feature_matching * losses.feature_matching_loss(unlabeled_features, generated_features)
+                + weights.class_feature_matching * losses.class_feature_matching_loss(
+                    unlabeled_features, tf.stop_gradient(tf.nn.softmax(unlabeled_logits)), generated_features,
+                    tf.one_hot(tf.cast(batch["prior_labels"], tf.int32), self.network_config.num_classes)))
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply_gradients(zip(tape.gradient(generator_loss, variables), variables))
         generated = self.generate(batch, training=True)
@@ -249,7 +253,7 @@ class SemiSupervisedGAN(ClassifierNetwork):
                                                 real_fake[num_real:])
             classification = losses.discriminator_classification_loss(
                 logits[:num_labeled], tf.cast(batch["labels"], tf.int32), logits[num_real:],
-                tf.cast(batch["prior_labels"], tf.int32))
+                tf.cast(batch["prior_labels"], tf.int32), generated_weight=weights.generated_cls)
             discriminator_loss = losses.discriminator_loss(gan, classification, weights)
         variables = self.trainable_variables
         gradients = tape.gradient(discriminator_loss, variables)

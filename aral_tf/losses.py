@@ -33,7 +33,14 @@ _TFGAN_LOSSES = tfgan_losses()
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """The lambdas and beta of Eqs. 5, 11 and 12 (paper Sec. 4.1 values)."""
+    """The lambdas and beta of Eqs. 5, 11 and 12 (paper Sec. 4.1 values), and our weights inside them.
+
+    `feature_matching` and `class_feature_matching` weigh the feature-matching
+    terms added to G's loss; `generator_gan` weighs Eq. 7 and `generated_cls`
+    Eq. 9's generated-image term. The paper has neither of the last two
+    (both 1.0 here by default); README, "Choices the paper leaves open",
+    gives the MNIST values and why.
+    """
 
     gan: float = 1.0
     cls: float = 1.0
@@ -41,6 +48,9 @@ class LossWeights:
     adv: float = 0.001
     beta: float = 1.0
     feature_matching: float = 1.0
+    generator_gan: float = 1.0
+    generated_cls: float = 1.0
+    class_feature_matching: float = 0.0
 
 
 def _mean(per_example, global_batch_size):
@@ -132,6 +142,35 @@ def feature_matching_loss(features_unlabeled, features_generated, global_batch_s
     return tf.reduce_mean(tf.square(difference)) / tf.cast(_num_replicas(), difference.dtype)
 
 
+def class_feature_matching_loss(features_real, real_class_weights, features_generated, generated_one_hot):
+    """Class-conditional feature matching: feature matching of Salimans et al. [27] per class.
+
+        mean_{k present} mean_f ( m_real[k]_f - m_gen[k]_f )^2,
+        m_real[k] = sum_i w_ik D~(x_i) / sum_i w_ik,   m_gen[k] = mean of D~(G(z, k))
+
+    Real images are weighted by their conditioning labels (true one-hot for
+    labeled images, C(x) for unlabeled ones, as in Eqs. 5, 8 and 10), so G's
+    class-k images are pulled towards the features of the real images C reads
+    as class k. Classes with less than half an image's weight on either side
+    in the global batch are left out. Sums are all-reduced across replicas;
+    each replica returns its 1/num_replicas share.
+    """
+    context = tf.distribute.get_replica_context()
+
+    def weighted_means(features, weights):
+        weights = tf.cast(weights, features.dtype)
+        sums = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.matmul(weights, features, transpose_a=True))
+        mass = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(weights, axis=0))
+        return sums / tf.maximum(mass, 1e-6)[:, None], mass
+
+    real_means, real_mass = weighted_means(features_real, real_class_weights)
+    generated_means, generated_mass = weighted_means(features_generated, generated_one_hot)
+    present = tf.cast((real_mass >= 0.5) & (generated_mass >= 0.5), real_means.dtype)
+    per_class = tf.reduce_mean(tf.square(real_means - generated_means), axis=-1)
+    value = tf.reduce_sum(present * per_class) / tf.maximum(tf.reduce_sum(present), 1.0)
+    return value / tf.cast(_num_replicas(), value.dtype)
+
+
 def discriminator_gan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled,
                            real_fake_logits_generated, global_batch_size=None):
     """Eq. 8: L_D^gan.
@@ -155,12 +194,15 @@ def discriminator_gan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled,
 
 
 def discriminator_classification_loss(logits_labeled, labels, logits_generated, generated_labels,
-                                      global_batch_size=None):
-    """Eq. 9: -E_{(x, y)~(X_L, Y_L)}[log p(C(x) = y)] - E_{z, y}[log p(C(G(z, y)) = y)]."""
+                                      generated_weight=1.0, global_batch_size=None):
+    """Eq. 9: -E_{(x, y)~(X_L, Y_L)}[log p(C(x) = y)] - generated_weight * E_{z, y}[log p(C(G(z, y)) = y)].
+
+    The paper's Eq. 9 has `generated_weight` = 1.
+    """
     labeled = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits_labeled)
     generated = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=generated_labels,
                                                                 logits=logits_generated)
-    return _mean(labeled, global_batch_size) + _mean(generated, global_batch_size)
+    return _mean(labeled, global_batch_size) + generated_weight * _mean(generated, global_batch_size)
 
 
 def encoder_bigan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled, global_batch_size=None):
@@ -172,13 +214,16 @@ def encoder_bigan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled, glo
             + _mean(tf.nn.softplus(real_fake_logits_unlabeled), global_batch_size))
 
 
-def encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching, weights):
+def encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching, class_feature_matching,
+                           weights):
     """Eq. 11: L_E + L_G = L_E^acq + L_G^acq + lambda_gan * L_E^gan + lambda_gan * L_G^gan.
 
-    L_G^gan is Eq. 7 plus `weights.feature_matching` times feature matching.
+    L_G^gan is `weights.generator_gan` times Eq. 7 plus the weighted feature
+    matching and class-conditional feature matching.
     """
     return acquisition + weights.gan * (
-        encoder_gan + generator_gan + weights.feature_matching * feature_matching)
+        encoder_gan + weights.generator_gan * generator_gan + weights.feature_matching * feature_matching
+        + weights.class_feature_matching * class_feature_matching)
 
 
 def discriminator_loss(discriminator_gan, classification, weights):

@@ -161,14 +161,17 @@ class ARALModel(keras.Model):
             generator_gan = losses.generator_gan_loss(generated_pair_logits)
             feature_matching = losses.feature_matching_loss(
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)
+            class_feature_matching = losses.class_feature_matching_loss(
+                tf.stop_gradient(real_features), conditioning, generated_features, inputs["prior_one_hot"])
             loss = losses.encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching,
-                                                 weights)
+                                                 class_feature_matching, weights)
             scaled_loss = self.encoder_generator_optimizer.scale_loss(loss)
         variables = self.encoder_generator_variables
         gradients = tape.gradient(scaled_loss, variables)
         self.encoder_generator_optimizer.apply_gradients(zip(gradients, variables))
         return {"loss_encoder_generator": loss, "acquisition": acquisition, "encoder_gan": encoder_gan,
-                "generator_gan": generator_gan, "feature_matching": feature_matching}
+                "generator_gan": generator_gan, "feature_matching": feature_matching,
+                "class_feature_matching": class_feature_matching}
 
     def update_discriminator(self, inputs):
         """Alg. 1 lines 14-16: D descends Eq. 12, seeing the current E and G.
@@ -189,7 +192,8 @@ class ARALModel(keras.Model):
             gan = losses.discriminator_gan_loss(
                 pair_logits[:num_labeled], pair_logits[num_labeled:num_real], pair_logits[num_real:])
             classification = losses.discriminator_classification_loss(
-                logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"])
+                logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"],
+                generated_weight=self.loss_weights.generated_cls)
             loss = losses.discriminator_loss(gan, classification, self.loss_weights)
             scaled_loss = self.discriminator_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables

@@ -66,6 +66,11 @@ flags.DEFINE_float("lambda_trd", 0.001, "lambda_trd of Eq. 5.")
 flags.DEFINE_float("lambda_adv", 0.001, "lambda_adv of Eq. 5.")
 flags.DEFINE_float("beta", 1.0, "beta of the beta-VAE (Eq. 5).")
 flags.DEFINE_float("feature_matching", 1.0, "Weight of feature matching in G's GAN loss.")
+flags.DEFINE_float("class_feature_matching", 0.0,
+                   "Weight of class-conditional feature matching in G's GAN loss (real images weighted by "
+                   "their labels, C(x) for unlabeled ones).")
+flags.DEFINE_float("generator_gan", 1.0, "Weight of Eq. 7 (G's adversarial term) in G's GAN loss.")
+flags.DEFINE_float("generated_cls", 1.0, "Weight of Eq. 9's generated-image term in C's loss.")
 flags.DEFINE_float("lr_encoder_generator", 1e-3, "Adam learning rate of E and G.")
 flags.DEFINE_float("lr_discriminator", 3e-3, "Adam learning rate of D.")
 flags.DEFINE_float("lr_sampler", 3e-3, "Adam learning rate of S.")

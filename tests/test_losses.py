@@ -81,10 +81,40 @@ class LossesTest(tf.test.TestCase):
         # The encoder gains when D is fooled: lower real/fake logits give a lower loss.
         self.assertLess(float(losses.encoder_bigan_loss(tf.constant([-3.0]), tf.constant([-3.0]))), float(value))
 
+    def test_eq9_generated_weight(self):
+        logits = tf.constant([[0.0, 0.0]])
+        value = losses.discriminator_classification_loss(logits, tf.constant([0]), logits, tf.constant([1]),
+                                                         generated_weight=0.25)
+        self.assertAllClose(value, 1.25 * math.log(2.0))
+
+    def test_class_feature_matching_hand_value(self):
+        real = tf.constant([[0.0, 2.0], [4.0, 0.0], [1.0, 1.0]])
+        # Image 0 is class 0, image 1 class 1, image 2 half of each (soft C(x)).
+        real_weights = tf.constant([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+        generated = tf.constant([[1.0, 1.0], [2.0, 0.0], [0.0, 5.0]])
+        generated_one_hot = tf.constant([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        # Class 0: real mean (0.5/1.5, 2.5/1.5), generated (1.5, 0.5). Class 1: real (4.5/1.5, 0.5/1.5), generated (0, 5).
+        class_0 = ((1 / 3 - 1.5) ** 2 + (5 / 3 - 0.5) ** 2) / 2
+        class_1 = ((3.0 - 0.0) ** 2 + (1 / 3 - 5.0) ** 2) / 2
+        self.assertAllClose(losses.class_feature_matching_loss(real, real_weights, generated, generated_one_hot),
+                            (class_0 + class_1) / 2)
+
+    def test_class_feature_matching_skips_absent_classes(self):
+        features = tf.constant([[1.0], [3.0]])
+        one_hot = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        generated_one_hot = tf.constant([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        # Only class 0 is on both sides: (1 - 2)^2.
+        self.assertAllClose(losses.class_feature_matching_loss(features, one_hot, features + 1.0, generated_one_hot),
+                            1.0)
+
     def test_eq11_and_eq12_combine_with_lambdas(self):
         weights = losses.LossWeights(gan=2.0, cls=3.0, feature_matching=0.5)
-        self.assertAllClose(losses.encoder_generator_loss(1.0, 2.0, 3.0, 4.0, weights), 1.0 + 2.0 * (2.0 + 3.0 + 2.0))
+        self.assertAllClose(losses.encoder_generator_loss(1.0, 2.0, 3.0, 4.0, 5.0, weights),
+                            1.0 + 2.0 * (2.0 + 3.0 + 2.0))
         self.assertAllClose(losses.discriminator_loss(1.0, 2.0, weights), 2.0 + 6.0)
+        weights = losses.LossWeights(gan=2.0, feature_matching=0.5, generator_gan=0.1, class_feature_matching=3.0)
+        self.assertAllClose(losses.encoder_generator_loss(1.0, 2.0, 3.0, 4.0, 5.0, weights),
+                            1.0 + 2.0 * (2.0 + 0.3 + 2.0 + 15.0))
 
     def test_losses_use_the_global_batch_size(self):
         value = losses.sampler_loss(tf.constant([0.0]), tf.constant([0.0]), global_batch_size=4)

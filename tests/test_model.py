@@ -4,6 +4,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from aral_tf.losses import LossWeights
 from aral_tf.model import ARALModel
 from aral_tf.training import Trainer
 from tests.helpers import tiny_batch, tiny_config, tiny_images, two_cpu_strategy
@@ -115,14 +116,16 @@ class StrategyInvarianceTest(tf.test.TestCase):
         config = tiny_config()
         batch = tiny_batch(config, batch_size=8)
         keras.utils.set_random_seed(3)
-        reference = ARALModel(config)
+        # Non-default weights so that class-conditional feature matching (all-reduced) is in the update.
+        weights = LossWeights(class_feature_matching=1.0, generator_gan=0.5, generated_cls=0.3)
+        reference = ARALModel(config, weights)
         initial = reference.get_weights()
         expected_losses = {k: float(v) for k, v in reference.train_step(batch).items()}
 
         strategy = two_cpu_strategy()
         self.assertEqual(strategy.num_replicas_in_sync, 2)
         with strategy.scope():
-            mirrored = ARALModel(config)
+            mirrored = ARALModel(config, weights)
         mirrored.set_weights(initial)
         losses = Trainer(mirrored, strategy).train_step(batch)
         for name, value in expected_losses.items():
