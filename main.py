@@ -108,6 +108,8 @@ def _check_counts():
         raise UsageError(f"--method={FLAGS.method}: unknown method; choose one of {', '.join(METHODS)}")
     if FLAGS.mc_passes < 2:
         raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
+    if FLAGS.selection != "lowest" and FLAGS.method != "aral":
+        raise UsageError(f"--selection={FLAGS.selection}: only with --method=aral (not --method={FLAGS.method})")
     if FLAGS.mixed_precision and FLAGS.method not in ARAL_TRAINED_METHODS:
         raise UsageError(f"--mixed_precision: only with --method={' or '.join(ARAL_TRAINED_METHODS)} "
                          f"(the learners of --method={FLAGS.method} do not scale their losses)")
@@ -153,7 +155,7 @@ def _hyperparameters(network_config):
              "lambda_trd", "lambda_adv", "beta", "feature_matching", "class_feature_matching", "generator_gan",
              "generated_cls", "lr_encoder_generator", "lr_discriminator",
              "lr_sampler", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
-             "method", "mc_passes")
+             "method", "mc_passes", "selection")
     return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names}}
 
 
@@ -355,7 +357,8 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
         OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
                         discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
-        strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile)
+        strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
+        balance_classes=FLAGS.selection == "class_balanced")
     action = f"continuing at cycle {len(records)}" if records else "results"
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks, "

@@ -88,8 +88,9 @@ class Method:
     """
 
     def __init__(self, name, learner, selection, strategy, seed, mc_passes=10, labeled_only=False,
-                 jit_compile=False):
+                 jit_compile=False, balance_classes=False):
         self.name = name
+        self.balance_classes = balance_classes
         self.learner = learner
         self.selection = selection
         self.strategy = strategy
@@ -138,7 +139,7 @@ class Method:
         """Pool indices to label next: `budget` unlabeled ones chosen by the acquisition function."""
         if self.selection in ("aral", "vaal"):
             return select_queries(self.learner, images, labeled_indices, budget, batch_size, verbose=verbose,
-                                  strategy=self.strategy)
+                                  strategy=self.strategy, balance_classes=self.balance_classes)
         candidates = unlabeled_indices(len(images), labeled_indices)
         if self.selection == "random":
             return random_selection(candidates, budget, self.seed, cycle)
@@ -167,13 +168,16 @@ def score_pool_with(function, images, indices, batch_size, verbose=False, strate
 
 
 def build_method(name, network_config, loss_weights, optimizer_config, strategy, seed, mc_passes=10,
-                 jit_compile=False):
+                 jit_compile=False, balance_classes=False):
     """The method called `name` with fresh networks built under `strategy`; ValueError for unknown names.
 
-    `jit_compile` compiles the training step with XLA (see `training.Trainer`).
+    `jit_compile` compiles the training step with XLA (see `training.Trainer`). `balance_classes`
+    takes ARAL's lowest scores round by round over C's predicted classes (`aral` only).
     """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    if balance_classes and name != "aral":
+        raise ValueError(f"class-balanced selection is for the aral method, not {name!r}")
     with strategy.scope():
         if name in ARAL_TRAINED_METHODS:
             learner = ARALModel(network_config, loss_weights, optimizer_config)
@@ -192,4 +196,4 @@ def build_method(name, network_config, loss_weights, optimizer_config, strategy,
             selection = "vaal"
     labeled_only = isinstance(learner, baselines.SupervisedClassifier)
     return Method(name, learner, selection, strategy, seed, mc_passes=mc_passes, labeled_only=labeled_only,
-                  jit_compile=jit_compile)
+                  jit_compile=jit_compile, balance_classes=balance_classes)

@@ -8,6 +8,11 @@ same draw as `main.py --initial_labels`), and every `--every` steps prints and a
 `--output` (JSON lines) the test accuracy of the averaged classifier (the one `main.py`
 evaluates) and of the last weights. It separates how fast the model learns from what the
 acquisition picks.
+
+With `--judge_epochs=N` it first trains a small supervised CNN on *every* training label (a
+diagnostic only; nothing in ARAL reads it) and also reports G's class fidelity: the share of
+generated images G(z, y) (100 per class, fixed z) that the judge reads as y, and the share
+that the averaged C reads as y. Eq. 9 trains C on those images with those labels.
 """
 
 import json
@@ -21,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from aral_tf import data as data_lib
+from aral_tf.data import to_model_range
 from aral_tf.loop import INIT_SAMPLE_SIZE, INIT_SAMPLE_STREAM, evaluate
 from aral_tf.losses import LossWeights
 from aral_tf.model import ARALModel, OptimizerConfig
@@ -36,8 +42,38 @@ flags.DEFINE_integer("batch_size", 100, "Global batch of each stream.")
 flags.DEFINE_integer("seed", 0, "Seed of the draw, the initialisation and the batches.")
 flags.DEFINE_float("lr_encoder_generator", 1e-3, "Adam learning rate of E and G.")
 flags.DEFINE_float("lr_discriminator", 3e-3, "Adam learning rate of D.")
+flags.DEFINE_float("generator_gan", 1.0, "Weight of Eq. 7 in G's loss (main.py's flag).")
+flags.DEFINE_float("generated_cls", 1.0, "Weight of Eq. 9's generated term (main.py's flag).")
+flags.DEFINE_float("class_feature_matching", 0.0, "Class-conditional feature matching weight (main.py's flag).")
+flags.DEFINE_integer("judge_epochs", 0, "Train a supervised judge CNN on all labels for this many epochs "
+                     "and report G's class fidelity (0: off).")
 flags.DEFINE_string("output", None, "Append one JSON line per evaluation here.")
 FLAGS = flags.FLAGS
+
+
+def train_judge(data, epochs):
+    """A small CNN trained on every training label: the judge of G's classes (diagnostic only)."""
+    judge = keras.Sequential([
+        keras.Input(data.image_shape),
+        keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPool2D(),
+        keras.layers.Conv2D(64, 3, activation="relu"), keras.layers.MaxPool2D(),
+        keras.layers.Flatten(), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(data.num_classes)])
+    judge.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    judge.fit(to_model_range(data.x_train), data.y_train, batch_size=128, epochs=epochs, verbose=0)
+    _, accuracy = judge.evaluate(to_model_range(data.x_test), data.y_test, verbose=0)
+    print(json.dumps({"judge_test_accuracy": round(float(accuracy), 4)}), flush=True)
+    return judge
+
+
+def generator_fidelity(model, judge, num_classes, latent_dim, per_class=100):
+    """Shares of G(z, y) that the judge and the averaged C read as y (fixed z, `per_class` per class)."""
+    latent = np.random.default_rng(123).standard_normal((per_class * num_classes, latent_dim)).astype("float32")
+    labels = np.repeat(np.arange(num_classes), per_class)
+    generated = model.generator(latent, tf.one_hot(labels, num_classes), training=False)
+    judged = np.argmax(judge(generated, training=False), axis=-1)
+    with model.averaged_discriminator():
+        classified = np.argmax(model.discriminator(generated, training=False)[1], axis=-1)
+    return float(np.mean(judged == labels)), float(np.mean(classified == labels))
 
 
 def main(argv):
@@ -47,7 +83,10 @@ def main(argv):
     _, data = data_lib.load_dataset(FLAGS.dataset, FLAGS.data_file, None)
     labeled = np.sort(data_lib.initial_indices(data.pool_size, FLAGS.labels, FLAGS.seed))
     config = NetworkConfig(image_shape=data.image_shape, num_classes=data.num_classes)
-    model = ARALModel(config, LossWeights(),
+    judge = train_judge(data, FLAGS.judge_epochs) if FLAGS.judge_epochs else None
+    weights = LossWeights(generator_gan=FLAGS.generator_gan, generated_cls=FLAGS.generated_cls,
+                          class_feature_matching=FLAGS.class_feature_matching)
+    model = ARALModel(config, weights,
                       OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
                                       discriminator_lr=FLAGS.lr_discriminator))
     sample = np.random.default_rng([FLAGS.seed, INIT_SAMPLE_STREAM]).permutation(data.pool_size)
@@ -64,6 +103,9 @@ def main(argv):
         record = {"step": step, "labels": FLAGS.labels, "seed": FLAGS.seed,
                   "test_accuracy": round(averaged, 4), "test_accuracy_last_weights": round(last, 4),
                   "seconds": round(time.time() - started, 1)}
+        if judge is not None:
+            judged, classified = generator_fidelity(model, judge, data.num_classes, config.latent_dim)
+            record.update(generator_fidelity=round(judged, 4), classifier_agrees_with_generator=round(classified, 4))
         print(json.dumps(record), flush=True)
         if FLAGS.output:
             with open(FLAGS.output, "a", encoding="utf-8") as stream_out:

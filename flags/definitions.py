@@ -71,6 +71,9 @@ flags.DEFINE_float("class_feature_matching", 0.0,
                    "their labels, C(x) for unlabeled ones).")
 flags.DEFINE_float("generator_gan", 1.0, "Weight of Eq. 7 (G's adversarial term) in G's GAN loss.")
 flags.DEFINE_float("generated_cls", 1.0, "Weight of Eq. 9's generated-image term in C's loss.")
+flags.DEFINE_enum("selection", "lowest", ["lowest", "class_balanced"],
+                  "ARAL's query rule: the budget lowest S(E(x, C(x))) (the paper), or those lowest scores taken "
+                  "round by round over C's predicted classes (--method=aral only).")
 flags.DEFINE_float("lr_encoder_generator", 1e-3, "Adam learning rate of E and G.")
 flags.DEFINE_float("lr_discriminator", 3e-3, "Adam learning rate of D.")
 flags.DEFINE_float("lr_sampler", 3e-3, "Adam learning rate of S.")

@@ -17,6 +17,15 @@ class MeanPixelScorer:
         return score, tf.zeros([tf.shape(images)[0], 2]), tf.zeros([tf.shape(images)[0], 3])
 
 
+class MeanPixelScorerWithClasses(MeanPixelScorer):
+    """C predicts class (pixel value // 100): images 0-99 are class 0, 100-199 class 1, 200-255 class 2."""
+
+    def acquisition_scores(self, images):
+        score, latent, _ = super().acquisition_scores(images)
+        classes = tf.cast(tf.reshape(images[:, 0, 0, 0], [-1]), tf.int32) // 100
+        return score, latent, tf.one_hot(classes, 3) * 5.0
+
+
 def constant_images(values):
     return np.asarray(values, dtype=np.uint8).reshape(-1, 1, 1, 1) * np.ones((1, 2, 2, 1), np.uint8)
 
@@ -42,7 +51,44 @@ class SelectLowestTest(tf.test.TestCase):
             acquisition.select_lowest(np.array([0.1, 0.2]), np.array([4]), 1)
 
 
+class SelectLowestPerClassTest(tf.test.TestCase):
+
+    def test_takes_lowest_scores_round_by_round_over_classes(self):
+        scores = np.array([0.1, 0.2, 0.3, 0.05, 0.9, 0.4])
+        classes = np.array([0, 0, 0, 1, 1, 2])
+        indices = np.array([10, 11, 12, 13, 14, 15])
+        # Round 0: class 1 (0.05), class 0 (0.1), class 2 (0.4); round 1: class 0 (0.2), class 1 (0.9); round 2: 12.
+        self.assertAllEqual(acquisition.select_lowest_per_class(scores, classes, indices, 4), [13, 10, 15, 11])
+        self.assertAllEqual(acquisition.select_lowest_per_class(scores, classes, indices, 6),
+                            [13, 10, 15, 11, 14, 12])
+
+    def test_one_class_is_plain_lowest(self):
+        scores = np.array([0.5, 0.1, 0.5, 0.3])
+        indices = np.array([9, 4, 2, 7])
+        self.assertAllEqual(acquisition.select_lowest_per_class(scores, np.zeros(4), indices, 3),
+                            acquisition.select_lowest(scores, indices, 3))
+
+    def test_rejects_bad_budget_and_misaligned_classes(self):
+        with self.assertRaisesRegex(ValueError, "budget"):
+            acquisition.select_lowest_per_class(np.array([0.1]), np.array([0]), np.array([4]), 2)
+        with self.assertRaisesRegex(ValueError, "classes"):
+            acquisition.select_lowest_per_class(np.array([0.1]), np.array([0, 1]), np.array([4]), 1)
+
+
 class SelectQueriesTest(tf.test.TestCase):
+
+    def test_balanced_selection_uses_predicted_classes(self):
+        # Lowest scores overall are 5, 10, 30 (all class 0); balanced takes one per predicted class first.
+        values = [30, 200, 10, 150, 40, 120, 5, 250, 60]
+        images = constant_images(values)
+        plain = acquisition.select_queries(MeanPixelScorerWithClasses(), images, [], budget=3, batch_size=2)
+        balanced = acquisition.select_queries(MeanPixelScorerWithClasses(), images, [], budget=3, batch_size=2,
+                                              balance_classes=True)
+        self.assertAllEqual(plain, [6, 2, 0])
+        self.assertAllEqual(balanced, [6, 5, 1])
+        balanced = acquisition.select_queries(MeanPixelScorerWithClasses(), images, [6, 5], budget=4,
+                                              batch_size=4, balance_classes=True)
+        self.assertAllEqual(balanced, [2, 3, 1, 0])
 
     def test_selects_lowest_scoring_unlabeled_images_by_pool_index(self):
         # Pool index i has mean pixel values[i]; the lowest values are at 6, 2, 0, 4 but 6 and 0 are labeled.
@@ -73,7 +119,8 @@ class SelectQueriesTest(tf.test.TestCase):
         self.assertAllClose(scores, indices * 10 / 255.0)
 
     def test_acquisition_takes_no_labels(self):
-        for function in (acquisition.select_queries, acquisition.score_pool, acquisition.select_lowest):
+        for function in (acquisition.select_queries, acquisition.score_pool, acquisition.select_lowest,
+                         acquisition.select_lowest_per_class):
             parameters = set(inspect.signature(function).parameters)
             self.assertFalse({"labels", "y", "y_train", "pool_labels"} & parameters, function.__name__)
 

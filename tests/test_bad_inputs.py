@@ -163,6 +163,10 @@ CASES = [
     Case("mixed precision without a GPU", ("--mixed_precision",), "--mixed_precision: needs a GPU"),
     Case("mixed precision with a baseline", ("--mixed_precision", "--method=vaal"),
          "--mixed_precision: only with --method=aral or aral_random"),
+    Case("class-balanced selection with another method", ("--selection=class_balanced", "--method=aral_random"),
+         "--selection=class_balanced: only with --method=aral"),
+    Case("negative class feature matching", ("--class_feature_matching=-1",),
+         "--class_feature_matching=-1.0: must be a finite number >= 0"),
     # Data files.
     Case("missing data file", ("--dataset=mnist", "--data_file={workdir}/missing.npz"), "missing.npz"),
     Case("data file not an archive", ("--dataset={garbage}",), "garbage.bin"),
