@@ -20,18 +20,24 @@ def unlabeled_indices(pool_size, labeled_indices):
     return np.flatnonzero(mask).astype(np.int64)
 
 
-def select_lowest(scores, candidate_indices, budget):
-    """The `budget` candidates with the lowest scores, as pool indices (int64).
-
-    `scores[i]` belongs to `candidate_indices[i]`. Ties go to the smaller pool
-    index, so the choice is deterministic.
-    """
+def _checked(scores, candidate_indices, budget):
+    """Scores and int64 candidate indices as arrays; ValueError if misaligned or the budget does not fit."""
     scores = np.asarray(scores)
     candidate_indices = np.asarray(candidate_indices, dtype=np.int64)
     if scores.shape != candidate_indices.shape:
         raise ValueError(f"{scores.shape[0]} scores for {candidate_indices.shape[0]} candidates")
     if not 0 < budget <= len(candidate_indices):
         raise ValueError(f"budget {budget} must be in 1..{len(candidate_indices)} (the unlabeled pool)")
+    return scores, candidate_indices
+
+
+def select_lowest(scores, candidate_indices, budget):
+    """The `budget` candidates with the lowest scores, as pool indices (int64).
+
+    `scores[i]` belongs to `candidate_indices[i]`. Ties go to the smaller pool
+    index, so the choice is deterministic.
+    """
+    scores, candidate_indices = _checked(scores, candidate_indices, budget)
     order = np.lexsort((candidate_indices, scores))
     return candidate_indices[order[:budget]]
 
@@ -43,10 +49,8 @@ def select_lowest_per_class(scores, predicted_classes, candidate_indices, budget
     candidates left drops out. `predicted_classes` are C's predictions, never
     pool labels. Ties go to the smaller pool index.
     """
-    scores = np.asarray(scores)
+    scores, candidate_indices = _checked(scores, candidate_indices, budget)
     predicted_classes = np.asarray(predicted_classes, dtype=np.int64)
-    candidate_indices = np.asarray(candidate_indices, dtype=np.int64)
-    select_lowest(scores, candidate_indices, budget)  # Checks shapes and budget.
     if predicted_classes.shape != candidate_indices.shape:
         raise ValueError(f"{predicted_classes.shape[0]} classes for {candidate_indices.shape[0]} candidates")
     by_class = np.lexsort((candidate_indices, scores, predicted_classes))

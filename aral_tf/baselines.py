@@ -238,10 +238,11 @@ class SemiSupervisedGAN(ClassifierNetwork):
             unlabeled_features = tf.stop_gradient(unlabeled_features)
             generator_loss = (
                 weights.generator_gan * losses.generator_gan_loss(tf.reduce_logsumexp(generated_logits, axis=-1))
-                + weights.feature_matching * losses.feature_matching_loss(unlabeled_features, generated_features)
-                + weights.class_feature_matching * losses.class_feature_matching_loss(
+                + weights.feature_matching * losses.feature_matching_loss(unlabeled_features, generated_features))
+            if weights.class_feature_matching:
+                generator_loss += weights.class_feature_matching * losses.class_feature_matching_loss(
                     unlabeled_features, tf.stop_gradient(tf.nn.softmax(unlabeled_logits)), generated_features,
-                    tf.one_hot(tf.cast(batch["prior_labels"], tf.int32), self.network_config.num_classes)))
+                    tf.one_hot(tf.cast(batch["prior_labels"], tf.int32), self.network_config.num_classes))
         variables = self.generator.trainable_variables
         self.generator_optimizer.apply_gradients(zip(tape.gradient(generator_loss, variables), variables))
         generated = self.generate(batch, training=True)

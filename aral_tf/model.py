@@ -161,8 +161,10 @@ class ARALModel(keras.Model):
             generator_gan = losses.generator_gan_loss(generated_pair_logits)
             feature_matching = losses.feature_matching_loss(
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)
-            class_feature_matching = losses.class_feature_matching_loss(
-                tf.stop_gradient(real_features), conditioning, generated_features, inputs["prior_one_hot"])
+            class_feature_matching = tf.constant(0.0)  # Not computed (nor all-reduced) at weight 0.
+            if weights.class_feature_matching:
+                class_feature_matching = losses.class_feature_matching_loss(
+                    tf.stop_gradient(real_features), conditioning, generated_features, inputs["prior_one_hot"])
             loss = losses.encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching,
                                                  class_feature_matching, weights)
             scaled_loss = self.encoder_generator_optimizer.scale_loss(loss)
