@@ -19,7 +19,9 @@ equations"):
   discriminator's -log(1 - D(G(z, y), z, y)) (TF-GAN's minimax loss). Both
   push D(G) towards 0; the printed form has no lower bound.
 - Eq. 10 prints -log D(x, E(x, y), y), i.e. the encoder agreeing with D. In
-  BiGAN [5] the encoder plays against D, so we use -log(1 - D(x, E(x, y), y)).
+  BiGAN [5] the encoder plays against D, so we use -log(1 - D(x, E(x, y), y)),
+  read on the part of D's logit that depends on the code (see
+  `encoder_bigan_loss`).
 """
 
 import dataclasses
@@ -205,13 +207,20 @@ def discriminator_classification_loss(logits_labeled, labels, logits_generated, 
     return _mean(labeled, global_batch_size) + generated_weight * _mean(generated, global_batch_size)
 
 
-def encoder_bigan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled, global_batch_size=None):
-    """Eq. 10 as BiGAN's encoder plays it: -E[log(1 - D(x, E(x, y), y))] - E[log(1 - D(x, E(x, C(x)), C(x)))].
+def encoder_bigan_loss(pair_logits_labeled, pair_logits_unlabeled, global_batch_size=None):
+    """Eq. 10 as BiGAN's encoder plays it, on D's pair term phi (the part of D's logit that reads z):
+
+        -E_{(x, y)}[log(1 - sigmoid(phi(D~(x), E(x, y))))] - E_{x~X_U}[log(1 - sigmoid(phi(D~(x), E(x, C(x)))))]
 
     Printed with log D (the encoder agreeing with D); see the module docstring.
+    E moves only the code z, and D's logit is c_rf = (a term in x and y) + phi(h, z),
+    so E's gradient is d phi / d z times a weight. On the whole logit that weight is
+    D(x, z, y), near 1 whenever D is sure the image x is real, which E cannot change:
+    E then pushes its codes at full strength for ever. On phi the weight falls as
+    soon as D's pair term calls the pair fake.
     """
-    return (_mean(tf.nn.softplus(real_fake_logits_labeled), global_batch_size)
-            + _mean(tf.nn.softplus(real_fake_logits_unlabeled), global_batch_size))
+    return (_mean(tf.nn.softplus(pair_logits_labeled), global_batch_size)
+            + _mean(tf.nn.softplus(pair_logits_unlabeled), global_batch_size))
 
 
 def encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching, class_feature_matching,

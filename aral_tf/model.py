@@ -152,12 +152,11 @@ class ARALModel(keras.Model):
             acquisition = losses.acquisition_encoder_generator_loss(
                 nll[:num_labeled], kl[:num_labeled], nll[num_labeled:], kl[num_labeled:],
                 sampler_logits[:num_labeled], sampler_logits[num_labeled:], weights)
-            real_pair_logits = self.discriminator.real_fake_logit(real_features, real_logits, latent,
-                                                                  conditioning)
             generated_pair_logits = self.discriminator.real_fake_logit(
                 generated_features, generated_logits, inputs["prior_latent"], inputs["prior_one_hot"])
-            encoder_gan = losses.encoder_bigan_loss(real_pair_logits[:num_labeled],
-                                                    real_pair_logits[num_labeled:])
+            encoder_pair_logits = self.discriminator.pair_logit(real_features, latent)
+            encoder_gan = losses.encoder_bigan_loss(encoder_pair_logits[:num_labeled],
+                                                    encoder_pair_logits[num_labeled:])
             generator_gan = losses.generator_gan_loss(generated_pair_logits)
             feature_matching = losses.feature_matching_loss(
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)

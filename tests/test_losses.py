@@ -78,7 +78,7 @@ class LossesTest(tf.test.TestCase):
     def test_encoder_bigan_loss_eq10_plays_against_d(self):
         value = losses.encoder_bigan_loss(tf.constant([1.0]), tf.constant([-1.0]))
         self.assertAllClose(value, -math.log(1 - 1 / (1 + math.exp(-1.0))) - math.log(1 - 1 / (1 + math.exp(1.0))))
-        # The encoder gains when D is fooled: lower real/fake logits give a lower loss.
+        # The encoder gains when D's pair term is fooled: lower pair logits give a lower loss.
         self.assertLess(float(losses.encoder_bigan_loss(tf.constant([-3.0]), tf.constant([-3.0]))), float(value))
 
     def test_eq9_generated_weight(self):

@@ -59,6 +59,17 @@ class GradientFlowTest(tf.test.TestCase):
         for name, value in values.items():
             self.assertTrue(np.isfinite(value.numpy()), name)
 
+    def test_encoder_bigan_loss_reads_only_the_pair_term(self):
+        """Eq. 10 for E: raising every class logit (D surer that x is real) leaves E's loss unchanged."""
+        results = []
+        for shift in (0.0, 50.0):
+            keras.utils.set_random_seed(1)
+            model = ARALModel(tiny_config())
+            model.discriminator.classifier.bias.assign_add(tf.fill([3], shift))
+            results.append(model.update_encoder_generator(model.prepare_batch(tiny_batch(model.network_config))))
+        self.assertAllClose(results[0]["encoder_gan"], results[1]["encoder_gan"])
+        self.assertNotAllClose(results[0]["generator_gan"], results[1]["generator_gan"])
+
     def test_generated_images_train_the_classifier(self):
         """Eq. 9's second term: D's gradient depends on the generated images' conditioning labels."""
         batch = tiny_batch(self.model.network_config)

@@ -66,6 +66,15 @@ class RealFakeHeadTest(tf.test.TestCase):
         for label in range(3):
             self.assertAllClose(self.real_fake(tf.one_hot([label], 3)) - pair_term, self.logits[:, label])
 
+    def test_pair_term_is_soft_bounded(self):
+        """c_rf = class term + phi(h, z), and |phi| < 10 however far the code is from the prior."""
+        label = tf.one_hot([1], 3)
+        pair = self.discriminator.pair_logit(self.features, self.latent)
+        self.assertAllClose(self.real_fake(label), self.logits[:, 1] + pair)
+        for scale in (1e3, -1e3):
+            far = self.discriminator.pair_logit(self.features, tf.fill((1, 4), scale))
+            self.assertLessEqual(float(tf.reduce_max(tf.abs(far))), networks.MAX_ABS_PAIR_LOGIT)
+
     def test_discriminator_update_holds_the_label_agreement_fixed(self):
         """d c_rf / d l is one-hot(y) for G and E, and softmax(l) (the gradient of LSE) for D."""
         label = tf.one_hot([1], 3)
