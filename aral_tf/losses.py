@@ -20,7 +20,7 @@ equations"):
   push D(G) towards 0; the printed form has no lower bound.
 - Eq. 10 prints -log D(x, E(x, y), y), i.e. the encoder agreeing with D. In
   BiGAN [5] the encoder plays against D, so we use -log(1 - D(x, E(x, y), y)),
-  read on the part of D's logit that depends on the code (see
+  against D's pair head, the part of D that reads the code (see
   `encoder_bigan_loss`).
 """
 
@@ -124,6 +124,7 @@ def generator_gan_loss(real_fake_logits_generated, global_batch_size=None):
     and then G never learns to use its class input, so the generated images
     that train C (Eq. 9) carry random labels. Goodfellow et al. (2014) give the
     non-saturating form for practice; TF-GAN calls it the modified generator loss.
+    Takes the logits of one of D's real/fake heads; G plays it against each head.
     """
     return _mean(tf.nn.softplus(-real_fake_logits_generated), global_batch_size)
 
@@ -183,7 +184,9 @@ def discriminator_gan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled,
 
     The third term is the GAN discriminator's (printed as +log D(G); see the
     module docstring). Computed with TF-GAN's `minimax_discriminator_loss`
-    without label smoothing, summed, then divided by the global batch.
+    without label smoothing, summed, then divided by the global batch. Takes
+    the logits of one of D's real/fake heads; L_D^gan sums it over the two heads
+    (the class head and the pair head; see `networks.Discriminator`).
     """
     if global_batch_size is None:
         global_batch_size = tf.shape(real_fake_logits_generated)[0] * _num_replicas()
@@ -208,16 +211,14 @@ def discriminator_classification_loss(logits_labeled, labels, logits_generated, 
 
 
 def encoder_bigan_loss(pair_logits_labeled, pair_logits_unlabeled, global_batch_size=None):
-    """Eq. 10 as BiGAN's encoder plays it, on D's pair term phi (the part of D's logit that reads z):
+    """Eq. 10 as BiGAN's encoder plays it, against D's pair head phi (the head that reads z):
 
         -E_{(x, y)}[log(1 - sigmoid(phi(D~(x), E(x, y))))] - E_{x~X_U}[log(1 - sigmoid(phi(D~(x), E(x, C(x)))))]
 
     Printed with log D (the encoder agreeing with D); see the module docstring.
-    E moves only the code z, and D's logit is c_rf = (a term in x and y) + phi(h, z),
-    so E's gradient is d phi / d z times a weight. On the whole logit that weight is
-    D(x, z, y), near 1 whenever D is sure the image x is real, which E cannot change:
-    E then pushes its codes at full strength for ever. On phi the weight falls as
-    soon as D's pair term calls the pair fake.
+    E moves only the code z. Against the summed logit of both heads, E's gradient
+    would be weighted by D(x, z, y), near 1 whenever D is sure the image x is real,
+    which E cannot change: E then pushes its codes at full strength for ever.
     """
     return (_mean(tf.nn.softplus(pair_logits_labeled), global_batch_size)
             + _mean(tf.nn.softplus(pair_logits_unlabeled), global_batch_size))

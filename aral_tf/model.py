@@ -133,7 +133,12 @@ class ARALModel(keras.Model):
         return {**encoder_generator_losses, **discriminator_losses, **sampler_losses}
 
     def update_encoder_generator(self, inputs):
-        """Alg. 1 lines 10-12: E and G descend Eq. 11."""
+        """Alg. 1 lines 10-12: E and G descend Eq. 11.
+
+        G plays Eq. 7 against each of D's real/fake heads (the class head and the
+        pair head, see `Discriminator`); E plays Eq. 10 against the pair head, the
+        only one its codes reach.
+        """
         real, num_labeled = inputs["real"], inputs["num_labeled"]
         num_real = tf.shape(real)[0]
         weights = self.loss_weights
@@ -152,12 +157,13 @@ class ARALModel(keras.Model):
             acquisition = losses.acquisition_encoder_generator_loss(
                 nll[:num_labeled], kl[:num_labeled], nll[num_labeled:], kl[num_labeled:],
                 sampler_logits[:num_labeled], sampler_logits[num_labeled:], weights)
-            generated_pair_logits = self.discriminator.real_fake_logit(
-                generated_features, generated_logits, inputs["prior_latent"], inputs["prior_one_hot"])
-            encoder_pair_logits = self.discriminator.pair_logit(real_features, latent)
-            encoder_gan = losses.encoder_bigan_loss(encoder_pair_logits[:num_labeled],
-                                                    encoder_pair_logits[num_labeled:])
-            generator_gan = losses.generator_gan_loss(generated_pair_logits)
+            real_pair = self.discriminator.pair_head_logit(real_features, latent)
+            encoder_gan = losses.encoder_bigan_loss(real_pair[:num_labeled], real_pair[num_labeled:])
+            generator_gan = (
+                losses.generator_gan_loss(self.discriminator.class_head_logit(generated_logits,
+                                                                              inputs["prior_one_hot"]))
+                + losses.generator_gan_loss(self.discriminator.pair_head_logit(generated_features,
+                                                                               inputs["prior_latent"])))
             feature_matching = losses.feature_matching_loss(
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)
             class_feature_matching = tf.constant(0.0)  # Not computed (nor all-reduced) at weight 0.
@@ -177,6 +183,8 @@ class ARALModel(keras.Model):
     def update_discriminator(self, inputs):
         """Alg. 1 lines 14-16: D descends Eq. 12, seeing the current E and G.
 
+        Each real/fake head of D plays Eq. 8 on its own; L_D^gan is their sum.
+
         Returns the losses and the latent means of the real images, which S trains on next.
         """
         real, num_labeled = inputs["real"], inputs["num_labeled"]
@@ -187,11 +195,14 @@ class ARALModel(keras.Model):
             inferred = tf.stop_gradient(tf.nn.softmax(logits[num_labeled:num_real]))
             conditioning = tf.concat([inputs["labels_one_hot"], inferred], axis=0)
             mu, _, latent = self._encode(real, conditioning, inputs["noise"], training=True)
-            pair_logits = self.discriminator.real_fake_logit(
-                features, logits, tf.stop_gradient(tf.concat([latent, inputs["prior_latent"]], axis=0)),
-                tf.concat([conditioning, inputs["prior_one_hot"]], axis=0), train_discriminator=True)
-            gan = losses.discriminator_gan_loss(
-                pair_logits[:num_labeled], pair_logits[num_labeled:num_real], pair_logits[num_real:])
+            class_head = self.discriminator.class_head_logit(
+                logits, tf.concat([conditioning, inputs["prior_one_hot"]], axis=0), train_discriminator=True)
+            pair_head = self.discriminator.pair_head_logit(
+                features, tf.stop_gradient(tf.concat([latent, inputs["prior_latent"]], axis=0)))
+            gan = (losses.discriminator_gan_loss(class_head[:num_labeled], class_head[num_labeled:num_real],
+                                                 class_head[num_real:])
+                   + losses.discriminator_gan_loss(pair_head[:num_labeled], pair_head[num_labeled:num_real],
+                                                   pair_head[num_real:]))
             classification = losses.discriminator_classification_loss(
                 logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"],
                 generated_weight=self.loss_weights.generated_cls)

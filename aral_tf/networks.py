@@ -4,8 +4,9 @@
   by the acquisition function and the BiGAN.
 - Generator G(z, y) -> image: the VAE decoder and the conditional GAN generator.
 - Discriminator D: a trunk D~(x) -> features h, a linear class head
-  c_cl(h) -> logits (the target classifier C), and a real/fake head
-  c_rf(h, z, y) that also sees the latent code (BiGAN) and the class.
+  c_cl(h) -> logits (the target classifier C), and two real/fake heads:
+  one on the class logits and the label, one on the features and the latent
+  code (BiGAN).
 - Sampler S(mu) -> logit of "labeled": the VAAL latent discriminator.
 
 Three families, picked by `NetworkConfig.architecture`: `mlp` (MNIST),
@@ -55,7 +56,6 @@ class NetworkConfig:
 # lambda_trd * beta = 0.001, and the BiGAN game (Eq. 10) drove the codes to overflow without a bound.
 MAX_ABS_MEAN = 10.0
 MAX_ABS_LOG_VARIANCE = 8.0
-MAX_ABS_PAIR_LOGIT = 10.0
 
 
 def _soft_bound(x, limit):
@@ -187,25 +187,26 @@ class Generator(keras.Model):
 
 
 class Discriminator(keras.Model):
-    """D~(x) -> features; C(x) = c_cl(D~(x)); D(x, z, y) = c_rf(D~(x), z, y).
+    """D~(x) -> features h; C(x) = c_cl(h); two real/fake heads for the triple (x, z, y).
 
-    The real/fake head is
+    D(x, z, y) = sigmoid(c(h, y) + phi(h, z)), with l = c_cl(h) and
 
-        c_rf(h, z, y) = LSE(l) + y . log softmax(l) + phi(h, z),   l = c_cl(h)
+        class head   c(h, y) = LSE(l) + y . log softmax(l)
+        pair head    phi(h, z), a small MLP over the features and the latent code
 
-    For a one-hot y the first two terms are l_y, the class-y logit: the
-    K+1-class discriminator of Salimans et al. [27] made class-conditional.
-    LSE(l) is their unconditional "real" score, which lets unlabeled and
-    generated images shape the classifier; y . log softmax(l) is how strongly
-    C agrees with the label. When D itself is trained, the agreement term is
-    held fixed (`train_discriminator=True`): D may only call an image fake by
-    lowering LSE(l), never by making C doubt the conditioning label, which
-    would fight Eq. 9's generated term. G and E see the whole logit, so G
-    is pushed towards images C reads as their label. phi is a small MLP over
-    the features and the latent code, the joint (x, z) discriminator of
-    BiGAN [5]. A linear phi would give the encoder an unbounded direction to
-    escape along, and training diverges; phi is also soft-bounded to +-10
-    (`pair_logit`), and E's BiGAN loss (Eq. 10) reads phi alone.
+    For a one-hot y the class head is l_y, the class-y logit: the K+1-class
+    discriminator of Salimans et al. [27] made class-conditional. LSE(l) is
+    their unconditional "real" score, through which unlabeled and generated
+    images shape the classifier; y . log softmax(l) is how strongly C agrees
+    with the label. When D itself is trained, the agreement term is held fixed
+    (`train_discriminator=True`): D may only call an image fake by lowering
+    LSE(l), never by making C doubt the conditioning label, which would fight
+    Eq. 9's generated term. phi is BiGAN's joint (x, z) discriminator [5].
+
+    Each head plays the GAN game on its own (model.py): were D trained on the
+    summed logit, it could tell real from generated pairs by the codes alone,
+    which takes the work off LSE(l) and let phi run away in a full MNIST run.
+    `class_head_logit` and `pair_head_logit` compute the two heads.
     """
 
     def __init__(self, config, **kwargs):
@@ -253,8 +254,8 @@ class Discriminator(keras.Model):
         features = _float32(self.trunk(images, training=training))
         return features, _float32(self.classifier(features))
 
-    def real_fake_logit(self, features, logits, latent, labels, train_discriminator=False):
-        """c_rf(h, z, y): logit of "real" for the triple (x, z, y); `labels` one-hot or soft.
+    def class_head_logit(self, logits, labels, train_discriminator=False):
+        """c(h, y) = LSE(l) + y . log softmax(l) for one-hot or soft `labels`.
 
         With `train_discriminator`, the label-agreement term carries no gradient.
         """
@@ -262,18 +263,12 @@ class Discriminator(keras.Model):
                                   axis=-1)
         if train_discriminator:
             agreement = keras.ops.stop_gradient(agreement)
-        class_term = keras.ops.logsumexp(logits, axis=-1) + agreement
-        return class_term + self.pair_logit(features, latent)
+        return keras.ops.logsumexp(logits, axis=-1) + agreement
 
-    def pair_logit(self, features, latent):
-        """phi(h, z), the only part of c_rf that reads the latent code, soft-bounded to +-10.
-
-        Unbounded, phi ran away once D could tell the encoder's codes from the
-        prior's: in a full MNIST run it reached 27,000 on real pairs, E's codes
-        sat at their bound and the E and G losses exploded.
-        """
+    def pair_head_logit(self, features, latent):
+        """phi(h, z): the real/fake logit of the (image, code) pair."""
         joint = keras.ops.concatenate([features, self.latent_pathway(latent)], axis=-1)
-        return _soft_bound(_float32(keras.ops.squeeze(self.pair_head(joint), axis=-1)), MAX_ABS_PAIR_LOGIT)
+        return _float32(keras.ops.squeeze(self.pair_head(joint), axis=-1))
 
 
 class Sampler(keras.Model):
@@ -375,7 +370,7 @@ def build_networks(config):
     encoder(images, labels)
     generator(latent, labels)
     features, logits = discriminator(images)
-    discriminator.real_fake_logit(features, logits, latent, labels)
+    discriminator.pair_head_logit(features, latent)
     sampler(latent)
     return encoder, generator, discriminator, sampler
 

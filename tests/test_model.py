@@ -70,6 +70,20 @@ class GradientFlowTest(tf.test.TestCase):
         self.assertAllClose(results[0]["encoder_gan"], results[1]["encoder_gan"])
         self.assertNotAllClose(results[0]["generator_gan"], results[1]["generator_gan"])
 
+    def test_each_real_fake_head_plays_its_own_game(self):
+        """D's update of the pair head does not depend on how sure the class head is."""
+        results = []
+        for shift in (0.0, 50.0):
+            keras.utils.set_random_seed(1)
+            model = ARALModel(tiny_config())
+            model.discriminator.classifier.bias.assign_add(tf.fill([3], shift))
+            model.discriminator_optimizer = keras.optimizers.SGD(1.0)  # The update is the gradient (Adam's first
+            model.discriminator_optimizer.build(model.discriminator.trainable_variables)  # step is not).
+            model.update_discriminator(model.prepare_batch(tiny_batch(model.network_config)))
+            results.append([v.numpy() for v in model.discriminator.pair_head.trainable_variables])
+        for unshifted, shifted in zip(*results):
+            self.assertAllClose(unshifted, shifted)
+
     def test_generated_images_train_the_classifier(self):
         """Eq. 9's second term: D's gradient depends on the generated images' conditioning labels."""
         batch = tiny_batch(self.model.network_config)

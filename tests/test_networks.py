@@ -22,7 +22,8 @@ class ArchitectureTest(tf.test.TestCase):
         self.assertAllInRange(generated, -1.0, 1.0)
         features, logits = discriminator(images)
         self.assertEqual(logits.shape, (2, config.num_classes))
-        self.assertEqual(discriminator.real_fake_logit(features, logits, mu, labels).shape, (2,))
+        self.assertEqual(discriminator.class_head_logit(logits, labels).shape, (2,))
+        self.assertEqual(discriminator.pair_head_logit(features, mu).shape, (2,))
         self.assertEqual(sampler(mu).shape, (2,))
 
     def test_mlp(self):
@@ -47,43 +48,36 @@ class ArchitectureTest(tf.test.TestCase):
             networks.NetworkConfig(image_shape=(8, 8, 1), num_classes=2, width=0.0)
 
 
-class RealFakeHeadTest(tf.test.TestCase):
+class RealFakeHeadsTest(tf.test.TestCase):
 
     def setUp(self):
         super().setUp()
         keras.utils.set_random_seed(0)
         self.discriminator = networks.build_networks(tiny_config())[2]
         self.features, _ = self.discriminator(tf.zeros((1, 8, 8, 1)))
-        self.latent = tf.zeros((1, 4))
         self.logits = tf.constant([[1.0, -2.0, 0.5]])
 
-    def real_fake(self, labels, **kwargs):
-        return self.discriminator.real_fake_logit(self.features, self.logits, self.latent, labels, **kwargs)
-
-    def test_class_term_is_the_labels_logit(self):
-        """With a one-hot y, c_rf = l_y + phi(h, z); without a label, LSE(l) + phi(h, z)."""
-        pair_term = self.real_fake(tf.zeros((1, 3))) - tf.reduce_logsumexp(self.logits, axis=-1)
+    def test_class_head_is_the_labels_logit(self):
+        """With a one-hot y, c(h, y) = l_y; without a label, LSE(l)."""
         for label in range(3):
-            self.assertAllClose(self.real_fake(tf.one_hot([label], 3)) - pair_term, self.logits[:, label])
-
-    def test_pair_term_is_soft_bounded(self):
-        """c_rf = class term + phi(h, z), and |phi| < 10 however far the code is from the prior."""
-        label = tf.one_hot([1], 3)
-        pair = self.discriminator.pair_logit(self.features, self.latent)
-        self.assertAllClose(self.real_fake(label), self.logits[:, 1] + pair)
-        for scale in (1e3, -1e3):
-            far = self.discriminator.pair_logit(self.features, tf.fill((1, 4), scale))
-            self.assertLessEqual(float(tf.reduce_max(tf.abs(far))), networks.MAX_ABS_PAIR_LOGIT)
+            self.assertAllClose(self.discriminator.class_head_logit(self.logits, tf.one_hot([label], 3)),
+                                self.logits[:, label])
+        self.assertAllClose(self.discriminator.class_head_logit(self.logits, tf.zeros((1, 3))),
+                            tf.reduce_logsumexp(self.logits, axis=-1))
 
     def test_discriminator_update_holds_the_label_agreement_fixed(self):
-        """d c_rf / d l is one-hot(y) for G and E, and softmax(l) (the gradient of LSE) for D."""
+        """d c / d l is one-hot(y) for G, and softmax(l) (the gradient of LSE) for D."""
         label = tf.one_hot([1], 3)
         for train_discriminator, expected in ((False, label), (True, tf.nn.softmax(self.logits))):
             with tf.GradientTape() as tape:
                 tape.watch(self.logits)
-                value = self.real_fake(label, train_discriminator=train_discriminator)
+                value = self.discriminator.class_head_logit(self.logits, label, train_discriminator)
             self.assertAllClose(tape.gradient(value, self.logits), expected)
-        self.assertAllClose(self.real_fake(label, train_discriminator=True), self.real_fake(label))
+
+    def test_pair_head_reads_the_code(self):
+        codes = tf.constant([[0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 2.0, 0.5]])
+        values = self.discriminator.pair_head_logit(tf.concat([self.features] * 2, axis=0), codes)
+        self.assertNotAllClose(values[0], values[1])
 
 
 class WeightNormDenseTest(tf.test.TestCase):
