@@ -211,17 +211,38 @@ def discriminator_classification_loss(logits_labeled, labels, logits_generated, 
 
 
 def encoder_bigan_loss(pair_logits_labeled, pair_logits_unlabeled, global_batch_size=None):
-    """Eq. 10 as BiGAN's encoder plays it, against D's pair head phi (the head that reads z):
+    """Eq. 10 as BiGAN's encoder plays it, against D's pair head phi in the hinge game:
 
-        -E_{(x, y)}[log(1 - sigmoid(phi(D~(x), E(x, y))))] - E_{x~X_U}[log(1 - sigmoid(phi(D~(x), E(x, C(x)))))]
+        1/2 (E_{(x, y)~(X_L, Y_L)}[phi(D~(x), E(x, y))] + E_{x~X_U}[phi(D~(x), E(x, C(x)))])
 
-    Printed with log D (the encoder agreeing with D); see the module docstring.
-    E moves only the code z. Against the summed logit of both heads, E's gradient
-    would be weighted by D(x, z, y), near 1 whenever D is sure the image x is real,
-    which E cannot change: E then pushes its codes at full strength for ever.
+    Printed as -log D(x, E(x, y), y) (the encoder agreeing with D); see the
+    module docstring. E lowers D's "real" score of its own pairs, the hinge-game
+    counterpart of -log(1 - D) (`pair_discriminator_loss`). The labeled and
+    unlabeled streams are averaged, so real pairs weigh as much as generated ones.
     """
-    return (_mean(tf.nn.softplus(pair_logits_labeled), global_batch_size)
-            + _mean(tf.nn.softplus(pair_logits_unlabeled), global_batch_size))
+    return 0.5 * (_mean(pair_logits_labeled, global_batch_size) + _mean(pair_logits_unlabeled, global_batch_size))
+
+
+def pair_generator_loss(pair_logits_generated, global_batch_size=None):
+    """Eq. 7 against D's pair head in the hinge game: -E_{z~p(z), y~p(y)}[phi(D~(G(z, y)), z)]."""
+    return -_mean(pair_logits_generated, global_batch_size)
+
+
+def pair_discriminator_loss(pair_logits_labeled, pair_logits_unlabeled, pair_logits_generated,
+                            global_batch_size=None):
+    """Eq. 8 for D's pair head phi, in the hinge form of S3GAN [22] and BigGAN:
+
+        1/2 (E_{(x, y)}[max(0, 1 - phi(x, E(x, y)))] + E_{x~X_U}[max(0, 1 - phi(x, E(x, C(x))))])
+      + E_{z, y}[max(0, 1 + phi(G(z, y), z))]
+
+    (real pairs, labeled and unlabeled averaged, weigh as much as generated ones).
+    With the logistic loss, phi ran away to about 27,000 on MNIST: phi also sees
+    D~(x), which tells real images from generated ones, so D could always raise
+    it further. The hinge stops pushing once a pair is past the margin.
+    """
+    return (0.5 * (_mean(tf.nn.relu(1.0 - pair_logits_labeled), global_batch_size)
+                   + _mean(tf.nn.relu(1.0 - pair_logits_unlabeled), global_batch_size))
+            + _mean(tf.nn.relu(1.0 + pair_logits_generated), global_batch_size))
 
 
 def encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching, class_feature_matching,

@@ -162,8 +162,8 @@ class ARALModel(keras.Model):
             generator_gan = (
                 losses.generator_gan_loss(self.discriminator.class_head_logit(generated_logits,
                                                                               inputs["prior_one_hot"]))
-                + losses.generator_gan_loss(self.discriminator.pair_head_logit(generated_features,
-                                                                               inputs["prior_latent"])))
+                + losses.pair_generator_loss(self.discriminator.pair_head_logit(generated_features,
+                                                                                inputs["prior_latent"])))
             feature_matching = losses.feature_matching_loss(
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)
             class_feature_matching = tf.constant(0.0)  # Not computed (nor all-reduced) at weight 0.
@@ -201,8 +201,8 @@ class ARALModel(keras.Model):
                 features, tf.stop_gradient(tf.concat([latent, inputs["prior_latent"]], axis=0)))
             gan = (losses.discriminator_gan_loss(class_head[:num_labeled], class_head[num_labeled:num_real],
                                                  class_head[num_real:])
-                   + losses.discriminator_gan_loss(pair_head[:num_labeled], pair_head[num_labeled:num_real],
-                                                   pair_head[num_real:]))
+                   + losses.pair_discriminator_loss(pair_head[:num_labeled], pair_head[num_labeled:num_real],
+                                                    pair_head[num_real:]))
             classification = losses.discriminator_classification_loss(
                 logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"],
                 generated_weight=self.loss_weights.generated_cls)

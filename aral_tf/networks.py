@@ -203,9 +203,10 @@ class Discriminator(keras.Model):
     LSE(l), never by making C doubt the conditioning label, which would fight
     Eq. 9's generated term. phi is BiGAN's joint (x, z) discriminator [5].
 
-    Each head plays the GAN game on its own (model.py): were D trained on the
-    summed logit, it could tell real from generated pairs by the codes alone,
-    which takes the work off LSE(l) and let phi run away in a full MNIST run.
+    Each head plays the GAN game on its own (model.py), the pair head in the
+    hinge form (losses.py): were D trained on the summed logit, it could tell
+    real from generated pairs by the codes alone, which takes the work off
+    LSE(l); and with the logistic loss phi ran away in full MNIST runs.
     `class_head_logit` and `pair_head_logit` compute the two heads.
     """
 

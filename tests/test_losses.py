@@ -76,10 +76,26 @@ class LossesTest(tf.test.TestCase):
         self.assertAllClose(value, labeled + generated)
 
     def test_encoder_bigan_loss_eq10_plays_against_d(self):
-        value = losses.encoder_bigan_loss(tf.constant([1.0]), tf.constant([-1.0]))
-        self.assertAllClose(value, -math.log(1 - 1 / (1 + math.exp(-1.0))) - math.log(1 - 1 / (1 + math.exp(1.0))))
-        # The encoder gains when D's pair term is fooled: lower pair logits give a lower loss.
+        value = losses.encoder_bigan_loss(tf.constant([1.0, 3.0]), tf.constant([-1.0, 1.0]))
+        self.assertAllClose(value, 0.5 * (2.0 + 0.0))
+        # The encoder gains when D's pair head is fooled: lower pair logits give a lower loss.
         self.assertLess(float(losses.encoder_bigan_loss(tf.constant([-3.0]), tf.constant([-3.0]))), float(value))
+
+    def test_pair_generator_loss_eq7_raises_phi(self):
+        self.assertAllClose(losses.pair_generator_loss(tf.constant([2.0, -1.0])), -0.5)
+
+    def test_pair_discriminator_loss_eq8_hinge(self):
+        """Margins of 1: pairs past them cost nothing, so D stops raising phi there."""
+        value = losses.pair_discriminator_loss(tf.constant([3.0, 0.0]), tf.constant([0.5, 1.0]),
+                                               tf.constant([-2.0, 0.0]))
+        # labeled: max(0, 1-3)=0, max(0, 1-0)=1 -> 0.5; unlabeled: 0.5, 0 -> 0.25; generated: 0, 1 -> 0.5.
+        self.assertAllClose(value, 0.5 * (0.5 + 0.25) + 0.5)
+        far = tf.constant([100.0])
+        with tf.GradientTape() as tape:
+            tape.watch(far)
+            past_margin = losses.pair_discriminator_loss(far, far, -far)
+        self.assertAllClose(past_margin, 0.0)
+        self.assertAllClose(tape.gradient(past_margin, far), [0.0])
 
     def test_eq9_generated_weight(self):
         logits = tf.constant([[0.0, 0.0]])
