@@ -124,7 +124,7 @@ def generator_gan_loss(real_fake_logits_generated, global_batch_size=None):
     and then G never learns to use its class input, so the generated images
     that train C (Eq. 9) carry random labels. Goodfellow et al. (2014) give the
     non-saturating form for practice; TF-GAN calls it the modified generator loss.
-    Takes the logits of one of D's real/fake heads; G plays it against each head.
+    Takes the logits of D's class head; against the pair head G plays `pair_generator_loss`.
     """
     return _mean(tf.nn.softplus(-real_fake_logits_generated), global_batch_size)
 
@@ -185,8 +185,8 @@ def discriminator_gan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled,
     The third term is the GAN discriminator's (printed as +log D(G); see the
     module docstring). Computed with TF-GAN's `minimax_discriminator_loss`
     without label smoothing, summed, then divided by the global batch. Takes
-    the logits of one of D's real/fake heads; L_D^gan sums it over the two heads
-    (the class head and the pair head; see `networks.Discriminator`).
+    the logits of D's class head; L_D^gan adds `pair_discriminator_loss` for the
+    pair head (see `networks.Discriminator`).
     """
     if global_batch_size is None:
         global_batch_size = tf.shape(real_fake_logits_generated)[0] * _num_replicas()
