@@ -59,13 +59,19 @@ class GradientFlowTest(tf.test.TestCase):
         for name, value in values.items():
             self.assertTrue(np.isfinite(value.numpy()), name)
 
+    @staticmethod
+    def model_with_class_logits_raised_by(shift):
+        """A fresh seeded model whose every class logit is raised by `shift` (D surer that x is real)."""
+        keras.utils.set_random_seed(1)
+        model = ARALModel(tiny_config())
+        model.discriminator.classifier.bias.assign_add(tf.fill([3], shift))
+        return model
+
     def test_encoder_bigan_loss_reads_only_the_pair_term(self):
         """Eq. 10 for E: raising every class logit (D surer that x is real) leaves E's loss unchanged."""
         results = []
         for shift in (0.0, 50.0):
-            keras.utils.set_random_seed(1)
-            model = ARALModel(tiny_config())
-            model.discriminator.classifier.bias.assign_add(tf.fill([3], shift))
+            model = self.model_with_class_logits_raised_by(shift)
             results.append(model.update_encoder_generator(model.prepare_batch(tiny_batch(model.network_config))))
         self.assertAllClose(results[0]["encoder_gan"], results[1]["encoder_gan"])
         self.assertNotAllClose(results[0]["generator_gan"], results[1]["generator_gan"])
@@ -74,9 +80,7 @@ class GradientFlowTest(tf.test.TestCase):
         """D's update of the pair head does not depend on how sure the class head is."""
         results = []
         for shift in (0.0, 50.0):
-            keras.utils.set_random_seed(1)
-            model = ARALModel(tiny_config())
-            model.discriminator.classifier.bias.assign_add(tf.fill([3], shift))
+            model = self.model_with_class_logits_raised_by(shift)
             model.discriminator_optimizer = keras.optimizers.SGD(1.0)  # The update is the gradient (Adam's first
             model.discriminator_optimizer.build(model.discriminator.trainable_variables)  # step is not).
             model.update_discriminator(model.prepare_batch(tiny_batch(model.network_config)))

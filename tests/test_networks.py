@@ -73,6 +73,8 @@ class RealFakeHeadsTest(tf.test.TestCase):
                 tape.watch(self.logits)
                 value = self.discriminator.class_head_logit(self.logits, label, train_discriminator)
             self.assertAllClose(tape.gradient(value, self.logits), expected)
+        self.assertAllClose(self.discriminator.class_head_logit(self.logits, label, train_discriminator=True),
+                            self.discriminator.class_head_logit(self.logits, label))
 
     def test_pair_head_reads_the_code(self):
         codes = tf.constant([[0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 2.0, 0.5]])
