@@ -16,22 +16,33 @@ that the averaged C reads as y. Eq. 9 trains C on those images with those labels
 """
 
 import json
+import math
+import os
 import sys
 import time
 
 from absl import app
 from absl import flags
-import keras
-import numpy as np
-import tensorflow as tf
 
-from aral_tf import data as data_lib
-from aral_tf.data import to_model_range
-from aral_tf.loop import INIT_SAMPLE_SIZE, INIT_SAMPLE_STREAM, evaluate
-from aral_tf.losses import LossWeights
-from aral_tf.model import ARALModel, OptimizerConfig
-from aral_tf.networks import NetworkConfig
-from aral_tf.training import BatchStream, Trainer
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_SAVED_STDERR = os.dup(2)
+os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TensorFlow's native start-up lines would bury one-line errors.
+try:
+    # pylint: disable=wrong-import-position
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from aral_tf import data as data_lib
+    from aral_tf.data import to_model_range
+    from aral_tf.loop import INIT_SAMPLE_SIZE, INIT_SAMPLE_STREAM, evaluate
+    from aral_tf.losses import LossWeights
+    from aral_tf.model import ARALModel, OptimizerConfig
+    from aral_tf.networks import NetworkConfig
+    from aral_tf.training import BatchStream, Trainer
+    tf.config.list_logical_devices()
+finally:
+    os.dup2(_SAVED_STDERR, 2)
 
 flags.DEFINE_string("dataset", "mnist", "Dataset name (see main.py).")
 flags.DEFINE_string("data_file", None, "The dataset's .npz.")
@@ -49,6 +60,8 @@ flags.DEFINE_integer("judge_epochs", 0, "Train a supervised judge CNN on all lab
                      "and report G's class fidelity (0: off).")
 flags.DEFINE_string("output", None, "Append one JSON line per evaluation here.")
 FLAGS = flags.FLAGS
+
+USAGE_EXIT_CODE = 2
 
 
 def train_judge(data, epochs):
@@ -76,11 +89,47 @@ def generator_fidelity(model, judge, num_classes, latent_dim, per_class=100):
     return float(np.mean(judged == labels)), float(np.mean(classified == labels))
 
 
+def _usage_error(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(USAGE_EXIT_CODE)
+
+
+def parse_flags(argv):
+    """absl flag parsing; a malformed or unknown flag exits with one line and code 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        _usage_error(str(error).splitlines()[0])
+
+
+def check_flags(argv):
+    """Exits with one line and code 2 on a flag no training can use."""
+    if len(argv) > 1:
+        _usage_error(f"unexpected arguments {' '.join(argv[1:])}")
+    for name, minimum in (("labels", 1), ("steps", 1), ("every", 1), ("batch_size", 1), ("seed", 0),
+                          ("judge_epochs", 0)):
+        if FLAGS[name].value < minimum:
+            _usage_error(f"--{name}={FLAGS[name].value}: must be at least {minimum}")
+    if FLAGS.every > FLAGS.steps:
+        _usage_error(f"--every={FLAGS.every}: more than --steps={FLAGS.steps}, so nothing would be evaluated")
+    for name in ("lr_encoder_generator", "lr_discriminator"):
+        if not (math.isfinite(FLAGS[name].value) and FLAGS[name].value > 0):
+            _usage_error(f"--{name}={FLAGS[name].value}: must be positive")
+    for name in ("generator_gan", "generated_cls", "class_feature_matching"):
+        if not (math.isfinite(FLAGS[name].value) and FLAGS[name].value >= 0):
+            _usage_error(f"--{name}={FLAGS[name].value}: must be a finite number >= 0")
+
+
 def main(argv):
-    del argv
+    check_flags(argv)
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
-    _, data = data_lib.load_dataset(FLAGS.dataset, FLAGS.data_file, None)
+    try:
+        _, data = data_lib.load_dataset(FLAGS.dataset, FLAGS.data_file, None)
+    except data_lib.DataError as error:
+        _usage_error(str(error))
+    if FLAGS.labels >= data.pool_size:
+        _usage_error(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
     labeled = np.sort(data_lib.initial_indices(data.pool_size, FLAGS.labels, FLAGS.seed))
     config = NetworkConfig(image_shape=data.image_shape, num_classes=data.num_classes)
     judge = train_judge(data, FLAGS.judge_epochs) if FLAGS.judge_epochs else None
@@ -114,4 +163,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    app.run(main, flags_parser=parse_flags)
