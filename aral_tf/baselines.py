@@ -24,13 +24,14 @@ import tensorflow as tf
 from aral_tf import losses
 from aral_tf.data import to_model_range
 from aral_tf.networks import Discriminator, Encoder, Generator, Sampler
+from aral_tf.optimizers import AveragingAdam
 from aral_tf.training import SeededStream
 
 
 def adam(optimizer_config, learning_rate, variables, average=False):
     """Adam with the run's beta_1; with `average`, it keeps the moving average of `variables`."""
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=optimizer_config.beta_1, use_ema=average,
-                                      ema_momentum=optimizer_config.discriminator_average_momentum)
+    optimizer = AveragingAdam(learning_rate, beta_1=optimizer_config.beta_1, use_ema=average,
+                              ema_momentum=optimizer_config.discriminator_average_momentum)
     optimizer.build(variables)
     return optimizer
 

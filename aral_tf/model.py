@@ -9,6 +9,7 @@ import tensorflow as tf
 from aral_tf import losses
 from aral_tf.data import to_model_range
 from aral_tf.networks import NetworkConfig, build_networks
+from aral_tf.optimizers import AveragingAdam
 
 BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images", "prior_latent", "prior_labels",
               "labeled_noise", "unlabeled_noise")
@@ -71,9 +72,8 @@ class ARALModel(keras.Model):
         self.discriminator.initialize_from_data(to_model_range(images))
 
     def _adam(self, learning_rate, variables, average_momentum=None):
-        optimizer = keras.optimizers.Adam(learning_rate, beta_1=self.optimizer_config.beta_1,
-                                          use_ema=average_momentum is not None,
-                                          ema_momentum=average_momentum or 0.99)
+        optimizer = AveragingAdam(learning_rate, beta_1=self.optimizer_config.beta_1,
+                                  use_ema=average_momentum is not None, ema_momentum=average_momentum or 0.99)
         if keras.mixed_precision.global_policy().compute_dtype == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(variables)
