@@ -211,16 +211,22 @@ def discriminator_classification_loss(logits_labeled, labels, logits_generated, 
 
 
 def encoder_bigan_loss(pair_logits_labeled, pair_logits_unlabeled, global_batch_size=None):
-    """Eq. 10 as BiGAN's encoder plays it, against D's pair head phi in the hinge game:
+    """Eq. 10 as BiGAN's encoder plays it, against D's pair head phi:
 
-        1/2 (E_{(x, y)~(X_L, Y_L)}[phi(D~(x), E(x, y))] + E_{x~X_U}[phi(D~(x), E(x, C(x)))])
+        -1/2 (E_{(x, y)~(X_L, Y_L)}[log(1 - D(x, E(x, y)))] + E_{x~X_U}[log(1 - D(x, E(x, C(x))))])
+      = 1/2 (E[softplus(phi(D~(x), E(x, y)))] + E[softplus(phi(D~(x), E(x, C(x))))]),   D = sigmoid(phi)
 
     Printed as -log D(x, E(x, y), y) (the encoder agreeing with D); see the
-    module docstring. E lowers D's "real" score of its own pairs, the hinge-game
-    counterpart of -log(1 - D) (`pair_discriminator_loss`). The labeled and
-    unlabeled streams are averaged, so real pairs weigh as much as generated ones.
+    module docstring. D's pair head plays the hinge game (`pair_discriminator_loss`);
+    E keeps this saturating form: its push fades once D reads its pairs as
+    generated. With the linear hinge-game loss E(phi), E pushed its codes
+    towards one side without end, into the bound of its outputs, where no
+    gradient could bring them back, and phi of real pairs ran to about 3,500
+    (protocol run 7, RESULTS.md). The labeled and unlabeled streams are
+    averaged, so real pairs weigh as much as generated ones.
     """
-    return 0.5 * (_mean(pair_logits_labeled, global_batch_size) + _mean(pair_logits_unlabeled, global_batch_size))
+    return 0.5 * (_mean(tf.nn.softplus(pair_logits_labeled), global_batch_size)
+                  + _mean(tf.nn.softplus(pair_logits_unlabeled), global_batch_size))
 
 
 def pair_generator_loss(pair_logits_generated, global_batch_size=None):

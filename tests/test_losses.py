@@ -76,10 +76,20 @@ class LossesTest(tf.test.TestCase):
         self.assertAllClose(value, labeled + generated)
 
     def test_encoder_bigan_loss_eq10_plays_against_d(self):
-        value = losses.encoder_bigan_loss(tf.constant([1.0, 3.0]), tf.constant([-1.0, 1.0]))
-        self.assertAllClose(value, 0.5 * (2.0 + 0.0))
+        value = losses.encoder_bigan_loss(tf.constant([0.0, 2.0]), tf.constant([-1.0, 1.0]))
+        # softplus: ln 2 = 0.693147, ln(1 + e^2) = 2.126928, ln(1 + e^-1) = 0.313262, ln(1 + e) = 1.313262.
+        self.assertAllClose(value, 0.5 * ((0.693147 + 2.126928) / 2 + (0.313262 + 1.313262) / 2), atol=1e-5)
         # The encoder gains when D's pair head is fooled: lower pair logits give a lower loss.
         self.assertLess(float(losses.encoder_bigan_loss(tf.constant([-3.0]), tf.constant([-3.0]))), float(value))
+
+    def test_encoder_bigan_loss_saturates_once_d_is_fooled(self):
+        """Once D reads E's pairs as generated, E's push fades: it does not drive its codes on without end."""
+        pair = tf.constant([-20.0, 0.0, 20.0])
+        with tf.GradientTape() as tape:
+            tape.watch(pair)
+            value = losses.encoder_bigan_loss(pair, pair)
+        # d/dphi of 1/2 (mean softplus + mean softplus) = sigmoid(phi) / 3 per pair.
+        self.assertAllClose(tape.gradient(value, pair), [2.06e-9 / 3, 0.5 / 3, 1.0 / 3], atol=1e-8)
 
     def test_pair_generator_loss_eq7_raises_phi(self):
         self.assertAllClose(losses.pair_generator_loss(tf.constant([2.0, -1.0])), -0.5)
