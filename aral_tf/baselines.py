@@ -119,14 +119,15 @@ class SupervisedClassifier(ClassifierNetwork):
     def averaged(self):
         return averaged_weights(self.optimizer, self.trainable_variables)
 
-    def update(self, model_images, labels, generated=None, generated_labels=None):
-        """One Adam step on cross-entropy (plus that of generated images with their labels); returns the loss."""
+    def update(self, model_images, labels, generated=None, generated_labels=None, generated_weight=1.0):
+        """One Adam step on cross-entropy, plus `generated_weight` times that of generated images with their
+        labels (Eq. 9's form); returns the loss."""
         with tf.GradientTape() as tape:
             _, logits = self.features_and_logits(model_images, training=True)
             loss = _cross_entropy(logits, labels)
             if generated is not None:
                 _, generated_logits = self.features_and_logits(generated, training=True)
-                loss += _cross_entropy(generated_logits, generated_labels)
+                loss += generated_weight * _cross_entropy(generated_logits, generated_labels)
         variables = self.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
@@ -293,13 +294,15 @@ class VAALWithClassifier(Learner):
 
 class VAALWithGANClassifier(VAALWithClassifier):
     """ARAL without co-training: VAAL's acquisition; C learns from labeled images and from the images of a
-    conditional GAN (`SemiSupervisedGAN`) trained beside it on the pool, with their conditioning labels."""
+    conditional GAN (`SemiSupervisedGAN`) trained beside it on the pool, with their conditioning labels,
+    weighted by `loss_weights.generated_cls` as in ARAL's Eq. 9."""
 
     streams = 3
 
     def __init__(self, network_config, loss_weights, optimizer_config):
         super().__init__(network_config, loss_weights, optimizer_config)
         self.gan = SemiSupervisedGAN(network_config, loss_weights, optimizer_config)
+        self.generated_weight = loss_weights.generated_cls
 
     def initialize_from_data(self, images):
         super().initialize_from_data(images)
@@ -310,7 +313,8 @@ class VAALWithGANClassifier(VAALWithClassifier):
         vaal_losses = self.vaal.train_step(batch)
         classifier_loss = self.classifier.update(
             to_model_range(batch["labeled_images"]), batch["labels"],
-            tf.stop_gradient(self.gan.generate(batch, training=False)), tf.cast(batch["prior_labels"], tf.int32))
+            tf.stop_gradient(self.gan.generate(batch, training=False)), tf.cast(batch["prior_labels"], tf.int32),
+            generated_weight=self.generated_weight)
         return {**gan_losses, **vaal_losses, "loss_classifier": classifier_loss}
 
 

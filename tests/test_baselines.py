@@ -80,3 +80,18 @@ def test_labeled_batches_draw_only_labeled_images_with_their_labels():
     with pytest.raises(ValueError, match="one label per labeled index"):
         baselines.LabeledBatches(images, np.array([2]), np.array([7, 3]), 6, seed=1)
     assert len(batch["labels"]) == 6
+
+
+def test_no_cotrain_weighs_generated_images_as_eq9():
+    """`generated_cls` scales the generated images' cross-entropy; at 0 only the labeled images count."""
+    config = tiny_config()
+    batch = _batch(config)
+    classifier_weights = []
+    for generated_cls, flip in ((0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)):
+        keras.utils.set_random_seed(0)
+        learner = baselines.VAALWithGANClassifier(config, LossWeights(generated_cls=generated_cls), OptimizerConfig())
+        learner.train_step(dict(batch, prior_labels=(batch["prior_labels"] + flip) % config.num_classes))
+        classifier_weights.append([w.numpy() for w in learner.classifier.trainable_variables])
+    for unflipped, flipped in zip(classifier_weights[0], classifier_weights[1]):
+        np.testing.assert_allclose(unflipped, flipped)  # The generated labels do not matter at weight 0.
+    assert any(not np.allclose(a, b) for a, b in zip(classifier_weights[2], classifier_weights[3]))
