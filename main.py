@@ -20,23 +20,11 @@ import shutil
 import sys
 import tempfile
 
+from aral_tf.quiet import muted_native_stderr  # Imports no TensorFlow.
 
-def _import_tensorflow_quietly():
-    """Imports TensorFlow with native stderr muted: its C++ start-up lines (CUDA probing on a
-    CPU-only host) come before logging is configured and would bury our one-line errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    saved_stderr = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # pylint: disable=import-outside-toplevel,unused-import
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(devnull)
-
-
-_import_tensorflow_quietly()
+with muted_native_stderr():
+    # TensorFlow's C++ start-up lines (CUDA probing on a CPU-only host) come before logging is configured.
+    import tensorflow  # pylint: disable=unused-import
 
 # pylint: disable=wrong-import-position
 from absl import app

@@ -17,17 +17,15 @@ that the averaged C reads as y. Eq. 9 trains C on those images with those labels
 
 import json
 import math
-import os
 import sys
 import time
 
 from absl import app
 from absl import flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-_SAVED_STDERR = os.dup(2)
-os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # TensorFlow's native start-up lines would bury one-line errors.
-try:
+from aral_tf.quiet import muted_native_stderr
+
+with muted_native_stderr():  # Also while listing devices, which logs a CUDA probe on CPU-only hosts.
     # pylint: disable=wrong-import-position
     import keras
     import numpy as np
@@ -40,9 +38,7 @@ try:
     from aral_tf.model import ARALModel, OptimizerConfig
     from aral_tf.networks import NetworkConfig
     from aral_tf.training import BatchStream, Trainer
-    tf.config.list_logical_devices()
-finally:
-    os.dup2(_SAVED_STDERR, 2)
+    tf.config.list_physical_devices()
 
 flags.DEFINE_string("dataset", "mnist", "Dataset name (see main.py).")
 flags.DEFINE_string("data_file", None, "The dataset's .npz.")

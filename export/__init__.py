@@ -6,7 +6,7 @@ import os
 def import_tensorflow_quietly():
     """Imports TensorFlow and lists its devices with native stderr muted: its C++ start-up lines
     (CUDA probing on a CPU-only host) come before logging is configured and would bury a one-line
-    error."""
+    error. (`aral_tf.quiet` does the same for main.py; the client imports nothing of aral_tf.)"""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved_stderr = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
