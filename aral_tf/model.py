@@ -184,6 +184,7 @@ class ARALModel(keras.Model):
         """Alg. 1 lines 14-16: D descends Eq. 12, seeing the current E and G.
 
         Each real/fake head of D plays Eq. 8 on its own; L_D^gan is their sum.
+        The class head is trained as LSE(l), the pair head on D's features held fixed.
 
         Returns the losses and the latent means of the real images, which S trains on next.
         """
@@ -197,8 +198,9 @@ class ARALModel(keras.Model):
             mu, _, latent = self._encode(real, conditioning, inputs["noise"], training=True)
             class_head = self.discriminator.class_head_logit(
                 logits, tf.concat([conditioning, inputs["prior_one_hot"]], axis=0), train_discriminator=True)
+            # The pair game trains the pair head, not the trunk C reads (see `networks.Discriminator`).
             pair_head = self.discriminator.pair_head_logit(
-                features, tf.stop_gradient(tf.concat([latent, inputs["prior_latent"]], axis=0)))
+                tf.stop_gradient(features), tf.stop_gradient(tf.concat([latent, inputs["prior_latent"]], axis=0)))
             gan = (losses.discriminator_gan_loss(class_head[:num_labeled], class_head[num_labeled:num_real],
                                                  class_head[num_real:])
                    + losses.pair_discriminator_loss(pair_head[:num_labeled], pair_head[num_labeled:num_real],

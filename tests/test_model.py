@@ -88,6 +88,22 @@ class GradientFlowTest(tf.test.TestCase):
         for unshifted, shifted in zip(*results):
             self.assertAllClose(unshifted, shifted)
 
+    def test_pair_game_does_not_reach_the_trunk(self):
+        """D's update of its trunk is the same whatever the pair head's weights (its input is held fixed)."""
+        results = []
+        for pair_scale in (1.0, 5.0):
+            keras.utils.set_random_seed(1)
+            model = ARALModel(tiny_config())
+            for variable in model.discriminator.pair_head.trainable_variables:
+                variable.assign(variable * pair_scale)
+            model.discriminator_optimizer = keras.optimizers.SGD(1.0)
+            model.discriminator_optimizer.build(model.discriminator.trainable_variables)
+            model.update_discriminator(model.prepare_batch(tiny_batch(model.network_config)))
+            results.append([v.numpy() for v in model.discriminator.trunk.trainable_variables]
+                           + [v.numpy() for v in model.discriminator.classifier.trainable_variables])
+        for first, second in zip(*results):
+            self.assertAllClose(first, second)
+
     def test_generated_images_train_the_classifier(self):
         """Eq. 9's second term: D's gradient depends on the generated images' conditioning labels."""
         batch = tiny_batch(self.model.network_config)

@@ -65,16 +65,17 @@ class RealFakeHeadsTest(tf.test.TestCase):
         self.assertAllClose(self.discriminator.class_head_logit(self.logits, tf.zeros((1, 3))),
                             tf.reduce_logsumexp(self.logits, axis=-1))
 
-    def test_discriminator_update_holds_the_label_agreement_fixed(self):
-        """d c / d l is one-hot(y) for G, and softmax(l) (the gradient of LSE) for D."""
+    def test_discriminator_is_trained_on_the_unconditional_score(self):
+        """For D the class head is LSE(l) whatever the label; G's gradient d c / d l is one-hot(y)."""
         label = tf.one_hot([1], 3)
         for train_discriminator, expected in ((False, label), (True, tf.nn.softmax(self.logits))):
             with tf.GradientTape() as tape:
                 tape.watch(self.logits)
                 value = self.discriminator.class_head_logit(self.logits, label, train_discriminator)
             self.assertAllClose(tape.gradient(value, self.logits), expected)
-        self.assertAllClose(self.discriminator.class_head_logit(self.logits, label, train_discriminator=True),
-                            self.discriminator.class_head_logit(self.logits, label))
+        for label in (tf.one_hot([0], 3), tf.one_hot([2], 3), tf.constant([[0.2, 0.3, 0.5]])):
+            self.assertAllClose(self.discriminator.class_head_logit(self.logits, label, train_discriminator=True),
+                                [np.log(np.exp(1.0) + np.exp(-2.0) + np.exp(0.5))])
 
     def test_pair_head_reads_the_code(self):
         codes = tf.constant([[0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 2.0, 0.5]])
