@@ -38,7 +38,7 @@ from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
 from aral_tf.losses import LossWeights
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
-from aral_tf.model import OptimizerConfig
+from aral_tf.model import NETWORKS, OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
 from aral_tf.run_state import (LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint,
@@ -94,6 +94,10 @@ def _check_counts():
         raise UsageError(f"--width={FLAGS.width}: must be positive")
     if FLAGS.method not in METHODS:
         raise UsageError(f"--method={FLAGS.method}: unknown method; choose one of {', '.join(METHODS)}")
+    unknown = [name for name in FLAGS.restart_each_cycle if name not in NETWORKS]
+    if unknown:
+        raise UsageError(f"--restart_each_cycle={','.join(FLAGS.restart_each_cycle)}: unknown network "
+                         f"{unknown[0]!r}; choose from {', '.join(NETWORKS)}")
     if FLAGS.mc_passes < 2:
         raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
     if FLAGS.selection != "lowest" and FLAGS.method != "aral":
@@ -144,7 +148,8 @@ def _hyperparameters(network_config):
              "generated_cls", "lr_encoder_generator", "lr_discriminator",
              "lr_sampler", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
              "method", "mc_passes", "selection")
-    return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names}}
+    return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names},
+            "restart_each_cycle": ",".join(FLAGS.restart_each_cycle)}
 
 
 # Identity flags in the order a mismatch is reported (the others follow alphabetically).
@@ -359,7 +364,8 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     loop_config = LoopConfig(budget=FLAGS.budget, cycles=cycles, train_steps=train_steps,
                              batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=run_dir.path,
                              eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress,
-                             checkpoint_every=FLAGS.checkpoint_every)
+                             checkpoint_every=FLAGS.checkpoint_every,
+                             restart_each_cycle=tuple(FLAGS.restart_each_cycle))
     logger = None
     if FLAGS.tensorboard_dir and is_chief(strategy):
         logger = TensorBoardLogger(FLAGS.tensorboard_dir, _hyperparameters(network_config), network_config,

@@ -40,6 +40,9 @@ class LoopConfig:
     eval_batch_size: int = 500
     verbose: bool = True
     checkpoint_every: int = 500
+    # Networks of an ARAL-trained model put back to their start-of-run weights before each cycle after
+    # the first (`ARALModel.restart`); the others are warm-started.
+    restart_each_cycle: tuple = ()
 
 
 def evaluate(model, images, labels, batch_size, strategy=None):
@@ -58,7 +61,8 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
 
     Before the first cycle of a new run, D's weight-normalised layers are initialised from 500 pool
     images drawn with the seed (images only; no labels are read). The model is warm-started across
-    cycles. The oracle may raise (e.g. `oracle.AwaitingLabels`); everything done so far is kept.
+    cycles, except the networks of `config.restart_each_cycle`, which start each cycle after the first
+    from their weights at the start of the run. The oracle may raise (e.g. `oracle.AwaitingLabels`); everything done so far is kept.
     `on_event(kind, cycle, detail)` is called when a cycle starts ("cycle", "start") and after each
     training step ("step", step number), checkpoint ("checkpoint", step number) and file written
     ("file", path in the run).
@@ -161,6 +165,8 @@ def _train(cycle, method, checkpoint, data, labeled, labels, resumed, config, lo
     """
     stream = method.stream(data.x_train, labels, labeled, config.batch_size, [config.seed, cycle])
     first_step, loss_sums, carried_seconds = 0, {}, 0.0
+    if resumed is None and cycle > 0 and config.restart_each_cycle:
+        method.restart(config.restart_each_cycle)
     if resumed is not None:
         first_step, loss_sums, carried_seconds = resumed.step, dict(resumed.loss_sums), resumed.train_seconds
         if first_step < config.train_steps:

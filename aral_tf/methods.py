@@ -113,6 +113,14 @@ class Method:
         """Data-dependent initialisation of the classifier's weight-normalised layers (pool images, no labels)."""
         self.learner.initialize_from_data(images)
 
+    def restart(self, networks):
+        """Puts `networks` of an ARAL-trained learner back to their start-of-run weights (`ARALModel.restart`).
+
+        Other learners train no such networks; they are left as they are.
+        """
+        if self.aral_model is not None:
+            self.aral_model.restart(networks)
+
     def evaluation(self):
         """Context for evaluation and acquisition: the classifier holds its averaged weights."""
         if self.aral_model is not None:

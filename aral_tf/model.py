@@ -11,6 +11,7 @@ from aral_tf.data import to_model_range
 from aral_tf.networks import NetworkConfig, build_networks
 from aral_tf.optimizers import AveragingAdam
 
+NETWORKS = ("encoder", "generator", "discriminator", "sampler")
 BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images", "prior_latent", "prior_labels",
               "labeled_noise", "unlabeled_noise")
 
@@ -52,6 +53,13 @@ class ARALModel(keras.Model):
                                                   self.discriminator.trainable_variables,
                                                   average_momentum=optimizer_config.discriminator_average_momentum)
         self.sampler_optimizer = self._adam(optimizer_config.sampler_lr, self.sampler.trainable_variables)
+        # Each network's weights at the start of the run, which `restart` puts back.
+        self._start_weights = {
+            name: [self.add_weight(shape=weight.shape, dtype=weight.dtype, initializer="zeros", trainable=False,
+                                   name=f"start_{name}_{index}")
+                   for index, weight in enumerate(getattr(self, name).weights)]
+            for name in NETWORKS}
+        self._keep_start_weights()
 
     def get_config(self):
         """The constructor's configs as plain dicts (for `model.save("*.keras")`)."""
@@ -70,6 +78,33 @@ class ARALModel(keras.Model):
     def initialize_from_data(self, images):
         """Data-dependent initialisation of D's weight-normalised layers on uint8 pool images (no labels)."""
         self.discriminator.initialize_from_data(to_model_range(images))
+        self._keep_start_weights()
+
+    def _keep_start_weights(self):
+        for name, copies in self._start_weights.items():
+            for copy, weight in zip(copies, getattr(self, name).weights):
+                copy.assign(weight)
+
+    def restart(self, networks):
+        """Puts `networks` (names from NETWORKS) back to their weights at the start of the run.
+
+        The Adam state of their optimizers is cleared too (moments, step count and
+        so D's moving average, which starts again from the restored weights); E and
+        G share one optimizer, so restarting either clears it for both.
+        """
+        unknown = sorted(set(networks) - set(NETWORKS))
+        if unknown:
+            raise ValueError(f"unknown networks {unknown}; choose from {list(NETWORKS)}")
+        optimizers = {"encoder": self.encoder_generator_optimizer, "generator": self.encoder_generator_optimizer,
+                      "discriminator": self.discriminator_optimizer, "sampler": self.sampler_optimizer}
+        for name in networks:
+            for weight, copy in zip(getattr(self, name).weights, self._start_weights[name]):
+                weight.assign(copy)
+        for optimizer in {id(optimizers[name]): optimizers[name] for name in networks}.values():
+            optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # not a LossScaleOptimizer's scale
+            for variable in optimizer.variables:
+                if variable.name != "learning_rate":
+                    variable.assign(tf.zeros_like(variable))
 
     def _adam(self, learning_rate, variables, average_momentum=None):
         optimizer = AveragingAdam(learning_rate, beta_1=self.optimizer_config.beta_1,

@@ -40,6 +40,10 @@ flags.DEFINE_bool("progress", True, "Show progress bars.")
 flags.DEFINE_enum("oracle", "simulated", ["simulated", "files"],
                   "Who labels the queries: simulated (the dataset's labels) or files (a person: queries are "
                   "written to OUTPUT_DIR/queries/ROUND/, answers read from labels.csv there).")
+flags.DEFINE_list("restart_each_cycle", [],
+                  "Networks of ARAL (encoder, generator, discriminator, sampler) that start each cycle after the "
+                  "first from their weights at the start of the run, with fresh optimizer state; the rest are "
+                  "warm-started. Empty: all warm-started.")
 flags.DEFINE_integer("checkpoint_every", 500, "Training steps between checkpoints (also one at each cycle's end).")
 flags.DEFINE_bool("export", True,
                   "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "

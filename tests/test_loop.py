@@ -47,11 +47,16 @@ class RecordingCallbacks:
         self.cycles.append((cycle, record["num_labeled"], model is not None))
 
 
-def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None, callbacks=None):
+def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None, callbacks=None, restart=(), restarts=None):
+    """One tiny run; with `restarts` (a list), each call of the model's `restart` is appended to it."""
     keras.utils.set_random_seed(seed)
     model = ARALModel(tiny_config(noise=0.3))
+    if restarts is not None:
+        restart_model = model.restart
+        model.restart = lambda networks: (restarts.append(tuple(networks)), restart_model(networks))
     config = loop.LoopConfig(budget=3, cycles=cycles, train_steps=3, batch_size=4, seed=seed,
-                             output_dir=str(output_dir), eval_batch_size=5, verbose=False, checkpoint_every=2)
+                             output_dir=str(output_dir), eval_batch_size=5, verbose=False, checkpoint_every=2,
+                             restart_each_cycle=restart)
     oracle = oracle or SimulatedOracle(data.y_train)
     records = loop.run_active_learning(model, make_strategy("default"), data, np.array([5, 1, 30, 12]), oracle,
                                        config, log=lambda message: None, on_event=on_event,
@@ -159,6 +164,24 @@ class ResumeTest(tf.test.TestCase):
         self.assertEqual(callbacks.steps, [6, 7, 8, 9])
         self.assertEqual(callbacks.cycles, [(1, 7, True), (2, 10, True)])
         assert_same_run(self, self.reference, output_dir)
+
+    def test_restarted_networks_restart_once_per_cycle_after_the_first_and_resume_alike(self):
+        restart = ("discriminator", "generator")
+        reference = self.enter_context(tempfile.TemporaryDirectory())
+        restarts = []
+        run(reference, tiny_data(), restart=restart, restarts=restarts)
+        self.assertEqual(restarts, [restart, restart])
+        output_dir = self.enter_context(tempfile.TemporaryDirectory())
+        with self.assertRaises(Interrupt):
+            run(output_dir, tiny_data(), restart=restart, on_event=interrupt_at(("checkpoint", 1, 2)))
+        restarts = []
+        run(output_dir, tiny_data(), restart=restart, restarts=restarts)
+        self.assertEqual(restarts, [restart])  # Cycle 1 went on from its checkpoint; cycle 2 restarted.
+        assert_same_run(self, reference, output_dir)
+        warm = RunDirectory(self.reference).read_results()
+        restarted = RunDirectory(reference).read_results()
+        self.assertEqual(warm[0]["losses"], restarted[0]["losses"])
+        self.assertNotEqual(warm[1]["losses"], restarted[1]["losses"])
 
     def test_more_cycles_extend_a_finished_run(self):
         output_dir = self.enter_context(tempfile.TemporaryDirectory())

@@ -134,6 +134,41 @@ class AveragedDiscriminatorTest(tf.test.TestCase):
             self.assertAllEqual(variable.numpy(), weight)
 
 
+class RestartTest(tf.test.TestCase):
+
+    def test_restart_puts_back_the_start_weights_and_clears_the_optimizer(self):
+        keras.utils.set_random_seed(4)
+        model = ARALModel(tiny_config())
+        model.initialize_from_data(tiny_images(6))
+        start = snapshot(model)
+        start_discriminator = model.discriminator.get_weights()
+        for seed in range(2):
+            model.train_step(tiny_batch(model.network_config, seed=seed))
+        trained = snapshot(model)
+        model.restart(("discriminator", "generator"))
+        now = snapshot(model)
+        self.assertEqual(changed_networks(start, now), {"encoder", "sampler"})
+        self.assertEqual(changed_networks(trained, now), {"discriminator", "generator"})
+        for optimizer in (model.discriminator_optimizer, model.encoder_generator_optimizer):
+            self.assertEqual(int(optimizer.iterations), 0)
+            self.assertAllClose(optimizer.learning_rate, model.optimizer_config.discriminator_lr
+                                if optimizer is model.discriminator_optimizer
+                                else model.optimizer_config.encoder_generator_lr)
+        self.assertEqual(int(model.sampler_optimizer.iterations), 2)
+        # A restarted D takes the same first update as a fresh one from the same start.
+        model.update_discriminator(model.prepare_batch(tiny_batch(model.network_config, seed=9)))
+        fresh = ARALModel(tiny_config())
+        fresh.set_weights(model.get_weights())
+        fresh.discriminator.set_weights(start_discriminator)
+        fresh.update_discriminator(fresh.prepare_batch(tiny_batch(model.network_config, seed=9)))
+        self.assertAllClose(fresh.discriminator.get_weights(), model.discriminator.get_weights())
+
+    def test_unknown_network_is_refused(self):
+        model = ARALModel(tiny_config())
+        with self.assertRaisesRegex(ValueError, "unknown networks"):
+            model.restart(("classifier",))
+
+
 class MixedPrecisionTest(tf.test.TestCase):
 
     def tearDown(self):
