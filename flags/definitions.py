@@ -29,7 +29,7 @@ flags.DEFINE_string("initial_indices", None,
 flags.DEFINE_integer("initial_labels", 10, "Size of the initial labeled set, drawn uniformly with --seed.")
 flags.DEFINE_integer("budget", 10, "Labels queried per acquisition round.")
 flags.DEFINE_integer("cycles", 10, "Acquisition rounds; the model is trained and evaluated cycles + 1 times.")
-flags.DEFINE_integer("train_steps", 1800, "Training steps per cycle (warm start across cycles).")
+flags.DEFINE_integer("train_steps", 1800, "Training steps per cycle (see --restart_each_cycle for what starts afresh).")
 flags.DEFINE_integer("batch_size", 100,
                      "Global batch size of each stream (labeled, unlabeled, generated).")
 flags.DEFINE_integer("eval_batch_size", 500, "Batch size for evaluation and pool scoring.")
