@@ -61,8 +61,9 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
 
     Before the first cycle of a new run, D's weight-normalised layers are initialised from 500 pool
     images drawn with the seed (images only; no labels are read). The model is warm-started across
-    cycles, except the networks of `config.restart_each_cycle`, which start each cycle after the first
-    from their weights at the start of the run. The oracle may raise (e.g. `oracle.AwaitingLabels`); everything done so far is kept.
+    cycles, except the networks of `config.restart_each_cycle`, which start each cycle after the
+    first from their weights at the start of the run. The oracle may raise (e.g.
+    `oracle.AwaitingLabels`); everything done so far is kept.
     `on_event(kind, cycle, detail)` is called when a cycle starts ("cycle", "start") and after each
     training step ("step", step number), checkpoint ("checkpoint", step number) and file written
     ("file", path in the run).

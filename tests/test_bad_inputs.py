@@ -134,6 +134,8 @@ CASES = [
     Case("unknown architecture", ("--architecture=transformer",), "--architecture"),
     Case("unknown method", ("--method=margin",), "--method=margin: unknown method; choose one of aral, vaal"),
     Case("too few MC passes", ("--method=bald", "--mc_passes=1"), "--mc_passes"),
+    Case("unknown network to restart", ("--restart_each_cycle=discriminator,classifier",),
+         "--restart_each_cycle=discriminator,classifier: unknown network 'classifier'"),
     Case("positional argument", ("extra",), "extra"),
     Case("zero budget", ("--budget=0",), "--budget=0"),
     Case("budget larger than the pool", ("--budget=40",), "--budget=40"),
