@@ -13,6 +13,10 @@ trunk's features before the head (the MC dropout of BALD; `NetworkConfig.dropout
 - `SemiSupervisedGAN`: ARAL without E and S: a class-conditional G and Improved-GAN's D, whose
   classifier learns from labeled, unlabeled (real/fake) and generated (Eq. 9) images.
 - `VAALWithClassifier`, `VAALWithGANClassifier`: the VAAL baseline and ARAL without co-training.
+
+`restart(names)` puts networks back to their start-of-run weights as `ARALModel.restart` does, by
+the name of the ARAL network in the same role: "discriminator" for every classifier and GAN
+discriminator, "generator" for G and VAAL's decoder, "encoder" and "sampler" for VAAL's.
 """
 
 import contextlib
@@ -24,7 +28,7 @@ import tensorflow as tf
 from aral_tf import losses
 from aral_tf.data import to_model_range
 from aral_tf.networks import Discriminator, Encoder, Generator, Sampler
-from aral_tf.optimizers import AveragingAdam
+from aral_tf.optimizers import AveragingAdam, clear_state
 from aral_tf.training import SeededStream
 
 
@@ -55,18 +59,58 @@ def _cross_entropy(logits, labels):
 
 class Learner(tf.Module):
     """Base of the baseline learners: checkpointable (tf.train.Checkpoint tracks the attributes) and
-    `variables` lists the variables of every Keras network, optimizer and learner held as an attribute."""
+    `variables` lists the variables of every Keras network, optimizer and learner held as an attribute,
+    and the start-of-run weights that `restart` puts back."""
+
+    def restartable(self):
+        """{ARAL network name: (networks, optimizers)} of the networks this learner itself trains."""
+        return {}
+
+    def keep_start_weights(self):
+        """Copies the current weights of the restartable networks (and those of learners held as attributes)."""
+        if not hasattr(self, "start_weights"):
+            self.start_weights = {
+                name: [tf.Variable(weight, trainable=False, name=f"start_{name}_{index}")
+                       for index, weight in enumerate(_weights(networks))]
+                for name, (networks, _) in self.restartable().items()}
+        for name, (networks, _) in self.restartable().items():
+            for copy, weight in zip(self.start_weights[name], _weights(networks)):
+                copy.assign(weight)
+        for learner in self._learners():
+            learner.keep_start_weights()
+
+    def restart(self, names):
+        """Puts the networks of `names` (ARAL's names, `model.NETWORKS`) back to their kept start weights and
+        clears their optimizers' state; names this learner has no network for are passed over."""
+        for name in names:
+            if name in self.restartable():
+                networks, optimizers = self.restartable()[name]
+                for weight, copy in zip(_weights(networks), self.start_weights[name]):
+                    weight.assign(copy)
+                for optimizer in optimizers:
+                    clear_state(optimizer)
+        for learner in self._learners():
+            learner.restart(names)
+
+    def _learners(self):
+        return [value for value in vars(self).values() if isinstance(value, Learner)]
 
     @property
     def variables(self):
         found, seen = [], set()
-        for value in vars(self).values():
-            if isinstance(value, (keras.layers.Layer, keras.optimizers.Optimizer, Learner)):
-                for variable in value.variables:
-                    if id(variable) not in seen:
-                        seen.add(id(variable))
-                        found.append(variable)
+        held = [value.variables for value in vars(self).values()
+                if isinstance(value, (keras.layers.Layer, keras.optimizers.Optimizer, Learner))]
+        held += list(getattr(self, "start_weights", {}).values())
+        for variables in held:
+            for variable in variables:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    found.append(variable)
         return found
+
+
+def _weights(networks):
+    return [weight for network in networks for weight in network.weights]
 
 
 class ClassifierNetwork(Learner):
@@ -89,7 +133,9 @@ class ClassifierNetwork(Learner):
         return features, self.network.classifier(self.dropout(features, training=training))
 
     def initialize_from_data(self, images):
+        """D's data-dependent initialisation, which becomes the start-of-run weights."""
         self.network.initialize_from_data(to_model_range(images))
+        self.keep_start_weights()
 
     def classify(self, images):
         """Class logits for uint8 images (inference mode)."""
@@ -115,6 +161,10 @@ class SupervisedClassifier(ClassifierNetwork):
         super().__init__(network_config, name)
         self.optimizer = adam(optimizer_config, optimizer_config.discriminator_lr, self.trainable_variables,
                               average=optimizer_config.discriminator_average_momentum > 0)
+        self.keep_start_weights()
+
+    def restartable(self):
+        return {"discriminator": ([self.network], [self.optimizer])}
 
     def averaged(self):
         return averaged_weights(self.optimizer, self.trainable_variables)
@@ -158,6 +208,12 @@ class VAAL(Learner):
         self.vae_optimizer = adam(optimizer_config, optimizer_config.encoder_generator_lr, self.vae_variables)
         self.sampler_optimizer = adam(optimizer_config, optimizer_config.sampler_lr,
                                       self.sampler.trainable_variables)
+        self.keep_start_weights()
+
+    def restartable(self):
+        """E and the decoder share one optimizer, so restarting either clears it for both (as in ARAL)."""
+        return {"encoder": ([self.encoder], [self.vae_optimizer]), "generator": ([self.decoder], [self.vae_optimizer]),
+                "sampler": ([self.sampler], [self.sampler_optimizer])}
 
     @property
     def vae_variables(self):
@@ -218,6 +274,11 @@ class SemiSupervisedGAN(ClassifierNetwork):
         self.discriminator_optimizer = adam(optimizer_config, optimizer_config.discriminator_lr,
                                             self.trainable_variables,
                                             average=optimizer_config.discriminator_average_momentum > 0)
+        self.keep_start_weights()
+
+    def restartable(self):
+        return {"discriminator": ([self.network], [self.discriminator_optimizer]),
+                "generator": ([self.generator], [self.generator_optimizer])}
 
     def averaged(self):
         return averaged_weights(self.discriminator_optimizer, self.trainable_variables)

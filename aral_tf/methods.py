@@ -114,12 +114,9 @@ class Method:
         self.learner.initialize_from_data(images)
 
     def restart(self, networks):
-        """Puts `networks` of an ARAL-trained learner back to their start-of-run weights (`ARALModel.restart`).
-
-        Other learners train no such networks; they are left as they are.
-        """
-        if self.aral_model is not None:
-            self.aral_model.restart(networks)
+        """Puts `networks` (ARAL's names) back to their start-of-run weights: `ARALModel.restart`, or for the
+        other learners the networks in the same roles (`baselines.Learner.restart`)."""
+        self.learner.restart(networks)
 
     def evaluation(self):
         """Context for evaluation and acquisition: the classifier holds its averaged weights."""

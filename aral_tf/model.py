@@ -9,7 +9,7 @@ import tensorflow as tf
 from aral_tf import losses
 from aral_tf.data import to_model_range
 from aral_tf.networks import NetworkConfig, build_networks
-from aral_tf.optimizers import AveragingAdam
+from aral_tf.optimizers import AveragingAdam, clear_state
 
 NETWORKS = ("encoder", "generator", "discriminator", "sampler")
 BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images", "prior_latent", "prior_labels",
@@ -101,10 +101,7 @@ class ARALModel(keras.Model):
             for weight, copy in zip(getattr(self, name).weights, self._start_weights[name]):
                 weight.assign(copy)
         for optimizer in {id(optimizers[name]): optimizers[name] for name in networks}.values():
-            optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # not a LossScaleOptimizer's scale
-            for variable in optimizer.variables:
-                if variable.name != "learning_rate":
-                    variable.assign(tf.zeros_like(variable))
+            clear_state(optimizer)
 
     def _adam(self, learning_rate, variables, average_momentum=None):
         optimizer = AveragingAdam(learning_rate, beta_1=self.optimizer_config.beta_1,

@@ -1,4 +1,5 @@
-"""Adam that also keeps a warmed-up moving average of the weights it trains (Polyak averaging)."""
+"""Adam that also keeps a warmed-up moving average of the weights it trains (Polyak averaging), and
+`clear_state`, which starts an optimizer afresh."""
 
 import keras
 from keras import ops
@@ -35,3 +36,14 @@ class AveragingAdam(keras.optimizers.Adam):
             if average is not None:
                 weight = ops.cast(momentum, variable.dtype)
                 average.assign(weight * average + (1.0 - weight) * variable)
+
+
+def clear_state(optimizer):
+    """Zeroes `optimizer`'s state (Adam moments, step count, moving average), keeping its learning rate.
+
+    A LossScaleOptimizer's own loss scale is left alone; its inner optimizer is cleared.
+    """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    for variable in optimizer.variables:
+        if variable.name != "learning_rate":
+            variable.assign(ops.zeros_like(variable))

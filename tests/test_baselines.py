@@ -95,3 +95,74 @@ def test_no_cotrain_weighs_generated_images_as_eq9():
     for unflipped, flipped in zip(classifier_weights[0], classifier_weights[1]):
         np.testing.assert_allclose(unflipped, flipped)  # The generated labels do not matter at weight 0.
     assert any(not np.allclose(a, b) for a, b in zip(classifier_weights[2], classifier_weights[3]))
+
+
+def _network_weights(learner):
+    """{network name: list of weight arrays} of every network (Keras model) the learner or a learner in it holds."""
+    found = {}
+    for value in vars(learner).values():
+        if isinstance(value, keras.Model):
+            found[value.name] = [np.array(weight) for weight in value.weights]
+        elif isinstance(value, baselines.Learner):
+            found.update(_network_weights(value))
+    return found
+
+
+def _changed(before, after):
+    return {name for name in before
+            if any(not np.array_equal(a, b) for a, b in zip(before[name], after[name]))}
+
+
+RESTARTED_BY_DISCRIMINATOR_AND_GENERATOR = {
+    "supervised": {"classifier"},
+    "gan": {"gan_discriminator", "gan_generator"},
+    "vaal": {"classifier", "vaal_decoder"},
+    "no_cotrain": {"classifier", "vaal_decoder", "gan_discriminator", "gan_generator"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEARNERS))
+def test_restart_puts_back_the_networks_in_those_roles_and_clears_their_optimizers(name):
+    keras.utils.set_random_seed(0)
+    config = tiny_config(noise=0.3)
+    learner = LEARNERS[name](config)
+    learner.initialize_from_data(tiny_images(6, seed=4))
+    start = _network_weights(learner)
+    trainer = Trainer(learner, make_strategy())
+    for _ in range(2):
+        trainer.train_step(_batch(config))
+    trained = _network_weights(learner)
+    assert _changed(start, trained) == set(start)
+    learner.restart(("discriminator", "generator"))
+    now = _network_weights(learner)
+    expected = RESTARTED_BY_DISCRIMINATOR_AND_GENERATOR[name]
+    assert _changed(trained, now) == expected
+    assert _changed(start, now) == set(start) - expected
+    # An optimizer starts afresh when a network it trains is restarted (VAAL's E and decoder share one).
+    trained_by = {}
+    for owner in [learner] + [value for value in vars(learner).values() if isinstance(value, baselines.Learner)]:
+        for networks, optimizers in owner.restartable().values():
+            for optimizer in optimizers:
+                trained_by.setdefault(id(optimizer), (optimizer, set()))[1].update(net.name for net in networks)
+    assert trained_by
+    for optimizer, networks in trained_by.values():
+        assert int(optimizer.iterations) == (0 if networks & expected else 2)
+
+
+def test_a_restarted_classifier_takes_the_same_step_as_a_fresh_one():
+    keras.utils.set_random_seed(0)
+    config = tiny_config()
+    learner = baselines.SupervisedClassifier(config, OptimizerConfig())
+    learner.initialize_from_data(tiny_images(6, seed=4))
+    start = [np.array(weight) for weight in learner.network.weights]
+    trainer = Trainer(learner, make_strategy())
+    for _ in range(3):
+        trainer.train_step(_batch(config))
+    learner.restart(("discriminator",))
+    trainer.train_step(_batch(config))
+    fresh = baselines.SupervisedClassifier(config, OptimizerConfig())
+    for weight, value in zip(fresh.network.weights, start):
+        weight.assign(value)
+    Trainer(fresh, make_strategy()).train_step(_batch(config))
+    for restarted, reference in zip(learner.network.weights, fresh.network.weights):
+        np.testing.assert_allclose(np.array(restarted), np.array(reference), rtol=1e-5, atol=1e-6)
