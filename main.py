@@ -105,7 +105,7 @@ def _check_counts():
     if FLAGS.mixed_precision and FLAGS.method not in ARAL_TRAINED_METHODS:
         raise UsageError(f"--mixed_precision: only with --method={' or '.join(ARAL_TRAINED_METHODS)} "
                          f"(the learners of --method={FLAGS.method} do not scale their losses)")
-    for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler"):
+    for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler", "lr_classifier"):
         if not FLAGS[name].value > 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be positive")
     for name in ("lambda_gan", "lambda_cls", "lambda_trd", "lambda_adv", "beta", "feature_matching",
@@ -146,7 +146,7 @@ def _hyperparameters(network_config):
              "latent_dim", "input_noise_std", "hidden_noise_std", "dropout_rate", "lambda_gan", "lambda_cls",
              "lambda_trd", "lambda_adv", "beta", "feature_matching", "class_feature_matching", "generator_gan",
              "generated_cls", "lr_encoder_generator", "lr_discriminator",
-             "lr_sampler", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
+             "lr_sampler", "lr_classifier", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
              "method", "mc_passes", "selection")
     return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names},
             "restart_each_cycle": ",".join(FLAGS.restart_each_cycle)}
@@ -349,6 +349,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
                     generated_cls=FLAGS.generated_cls),
         OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
                         discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
+                        classifier_lr=FLAGS.lr_classifier,
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
         strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
         balance_classes=FLAGS.selection == "class_balanced")

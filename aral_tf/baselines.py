@@ -159,7 +159,7 @@ class SupervisedClassifier(ClassifierNetwork):
 
     def __init__(self, network_config, optimizer_config, name="classifier"):
         super().__init__(network_config, name)
-        self.optimizer = adam(optimizer_config, optimizer_config.discriminator_lr, self.trainable_variables,
+        self.optimizer = adam(optimizer_config, optimizer_config.classifier_lr, self.trainable_variables,
                               average=optimizer_config.discriminator_average_momentum > 0)
         self.keep_start_weights()
 

@@ -40,8 +40,8 @@ class LoopConfig:
     eval_batch_size: int = 500
     verbose: bool = True
     checkpoint_every: int = 500
-    # Networks of an ARAL-trained model put back to their start-of-run weights before each cycle after
-    # the first (`ARALModel.restart`); the others are warm-started.
+    # Networks (ARAL's names) put back to their start-of-run weights before each cycle after the first
+    # (`ARALModel.restart`; for the baselines, the networks in those roles); the others are warm-started.
     restart_each_cycle: tuple = ()
 
 

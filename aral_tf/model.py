@@ -23,6 +23,8 @@ class OptimizerConfig:
     encoder_generator_lr: float = 1e-3
     discriminator_lr: float = 3e-3
     sampler_lr: float = 3e-3
+    # The baselines' classifiers that play no GAN game (`baselines.SupervisedClassifier`); not in the paper.
+    classifier_lr: float = 1e-3
     beta_1: float = 0.5
     discriminator_average_momentum: float = 0.999
 

@@ -43,7 +43,9 @@ flags.DEFINE_enum("oracle", "simulated", ["simulated", "files"],
 flags.DEFINE_list("restart_each_cycle", [],
                   "Networks of ARAL (encoder, generator, discriminator, sampler) that start each cycle after the "
                   "first from their weights at the start of the run, with fresh optimizer state; the rest are "
-                  "warm-started. Empty: all warm-started.")
+                  "warm-started. Empty: all warm-started. For the other methods the names mean the networks "
+                  "in the same role: discriminator = every classifier and GAN discriminator, generator = G "
+                  "and VAAL's decoder.")
 flags.DEFINE_integer("checkpoint_every", 500, "Training steps between checkpoints (also one at each cycle's end).")
 flags.DEFINE_bool("export", True,
                   "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "
@@ -81,6 +83,9 @@ flags.DEFINE_enum("selection", "lowest", ["lowest", "class_balanced"],
 flags.DEFINE_float("lr_encoder_generator", 1e-3, "Adam learning rate of E and G.")
 flags.DEFINE_float("lr_discriminator", 3e-3, "Adam learning rate of D.")
 flags.DEFINE_float("lr_sampler", 3e-3, "Adam learning rate of S.")
+flags.DEFINE_float("lr_classifier", 1e-3,
+                   "Adam learning rate of the baselines' classifiers trained without a GAN (random, entropy, "
+                   "bald, coreset, full, vaal, aral_no_cotrain); ARAL's C is D and takes --lr_discriminator.")
 flags.DEFINE_float("adam_beta_1", 0.5, "Adam beta_1 of every optimizer.")
 flags.DEFINE_float("classifier_average", 0.999,
                    "Momentum of the moving average of D's weights used for evaluation and acquisition "

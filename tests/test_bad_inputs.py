@@ -150,6 +150,7 @@ CASES = [
     Case("negative seed", ("--seed=-1",), "--seed=-1"),
     Case("zero checkpoint interval", ("--checkpoint_every=0",), "--checkpoint_every=0"),
     Case("negative learning rate", ("--lr_discriminator=-0.1",), "--lr_discriminator=-0.1"),
+    Case("zero classifier learning rate", ("--lr_classifier=0",), "--lr_classifier=0.0"),
     Case("NaN learning rate", ("--lr_sampler=nan",), "--lr_sampler=nan"),
     Case("negative loss weight", ("--lambda_adv=-1",), "--lambda_adv=-1"),
     Case("average momentum of 1", ("--classifier_average=1",), "--classifier_average=1"),

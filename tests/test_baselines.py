@@ -166,3 +166,11 @@ def test_a_restarted_classifier_takes_the_same_step_as_a_fresh_one():
     Trainer(fresh, make_strategy()).train_step(_batch(config))
     for restarted, reference in zip(learner.network.weights, fresh.network.weights):
         np.testing.assert_allclose(np.array(restarted), np.array(reference), rtol=1e-5, atol=1e-6)
+
+
+def test_supervised_classifiers_take_the_classifier_learning_rate_and_gan_discriminators_ds():
+    config = tiny_config()
+    optimizer_config = OptimizerConfig(discriminator_lr=3e-3, classifier_lr=2e-4)
+    learner = baselines.VAALWithGANClassifier(config, LossWeights(), optimizer_config)
+    np.testing.assert_allclose(float(learner.classifier.optimizer.learning_rate), 2e-4)
+    np.testing.assert_allclose(float(learner.gan.discriminator_optimizer.learning_rate), 3e-3)
