@@ -340,7 +340,13 @@ def _cnn_discriminator_layers(config):
 
 
 class ResidualBlock(keras.layers.Layer):
-    """Two 3x3 convolutions with a skip connection; optional stride-2 down or 2x up sampling."""
+    """Two 3x3 convolutions with a skip connection; optional stride-2 down or 2x up sampling.
+
+    A downsampling skip averages 2x2 pools, then applies a 1x1 convolution (as SNGAN's ResNet
+    discriminator does), rather than a 1x1 convolution of stride 2: on CPU, oneDNN's gradient of a
+    strided 1x1 convolution over few input channels writes out of bounds (uxlfoundation/oneDNN#6035),
+    which crashed CelebA training at widths below 1 with a segmentation fault.
+    """
 
     def __init__(self, filters, stride=1, upsample=False, **kwargs):
         super().__init__(**kwargs)
@@ -350,14 +356,15 @@ class ResidualBlock(keras.layers.Layer):
         self.resize = keras.layers.UpSampling2D(2) if upsample else None
         self.conv1 = keras.layers.Conv2D(filters, 3, strides=stride, padding="same")
         self.conv2 = keras.layers.Conv2D(filters, 3, padding="same")
-        self.skip = keras.layers.Conv2D(filters, 1, strides=stride)
+        self.pool = keras.layers.AveragePooling2D(stride) if stride > 1 else None
+        self.skip = keras.layers.Conv2D(filters, 1)
 
     def call(self, inputs):
         if self.resize is not None:
             inputs = self.resize(inputs)
         hidden = self.conv1(_leaky_relu(inputs))
         hidden = self.conv2(_leaky_relu(hidden))
-        return hidden + self.skip(inputs)
+        return hidden + self.skip(inputs if self.pool is None else self.pool(inputs))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "stride": self.stride,

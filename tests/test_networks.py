@@ -35,6 +35,22 @@ class ArchitectureTest(tf.test.TestCase):
     def test_resnet(self):
         self.check_shapes(tiny_config("resnet", image_shape=(16, 16, 3)))
 
+    def test_downsampling_residual_block_on_rgb_images_has_gradients(self):
+        """The shape that crashed oneDNN (#6035) in the first block of CelebA's D at width 0.25: 64x64x3
+        images, 16 filters, stride 2. The skip averages 2x2 pools, then mixes channels (1x1)."""
+        block = networks.ResidualBlock(16, stride=2)
+        images = tf.random.uniform((8, 64, 64, 3), -1.0, 1.0, seed=1)
+        with tf.GradientTape() as tape:
+            outputs = block(images)
+            loss = tf.reduce_sum(outputs ** 2)
+        self.assertEqual(outputs.shape, (8, 32, 32, 16))
+        gradients = tape.gradient(loss, block.trainable_variables)
+        self.assertTrue(all(np.all(np.isfinite(gradient)) for gradient in gradients))
+        kernel, bias = block.skip.kernel, block.skip.bias
+        pooled = tf.reduce_mean(tf.reshape(images, (8, 32, 2, 32, 2, 3)), axis=(2, 4))
+        hidden = block.conv2(networks._leaky_relu(block.conv1(networks._leaky_relu(images))))
+        self.assertAllClose(outputs - hidden, tf.einsum("bhwc,cf->bhwf", pooled, kernel[0, 0]) + bias, atol=1e-5)
+
     def test_width_multiplier_scales_parameters(self):
         small = networks.build_networks(tiny_config("cnn", image_shape=(32, 32, 3)))[2].count_params()
         config = networks.NetworkConfig(image_shape=(32, 32, 3), num_classes=3, architecture="cnn", width=0.04,
