@@ -6,7 +6,7 @@
 Each method x seed runs `main.py --method=M --seed=K --output_dir=DIR/M/seed_K` (a subprocess, so every
 run starts from a fresh, seeded TensorFlow) with the other flags passed through unchanged. Runs whose
 results.jsonl already holds every cycle are skipped, so a long comparison can be finished over several
-sittings; an unfinished one is moved aside to DIR/M/seed_K.incomplete-<time> and run again. Then:
+sittings; an unfinished one (stopped, or run with fewer --cycles) resumes where it stopped. Then:
     DIR/summary.csv               method, num_labeled, seeds, mean and std of the test accuracy
     DIR/summary.md                the same as a table, and the labels each method needs to reach --targets
     DIR/accuracy_vs_labels.png    one line per method with a +-1 std band; `full` as a dashed line
@@ -80,17 +80,19 @@ def passthrough_arguments(argv):
 
 
 def run_one(output_dir, method, seed, arguments, log=print):
-    """Runs main.py for one method and seed; returns its exit code. Its output goes to RUN_DIR.log."""
+    """Runs main.py for one method and seed; returns its exit code. Its output is appended to RUN_DIR.log.
+
+    An unfinished run (stopped, or finished with fewer `--cycles`) resumes in place: main.py keeps
+    its finished cycles and refuses, with exit code 2, flags that differ from the run's.
+    """
     run_dir = run_dir_of(output_dir, method, seed)
-    if os.path.exists(os.path.join(run_dir, "results.jsonl")):
-        aside = f"{run_dir}.incomplete-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-        os.replace(run_dir, aside)
-        log(f"{method} seed {seed}: unfinished run moved to {aside}")
     os.makedirs(os.path.dirname(run_dir), exist_ok=True)
     command = [sys.executable, os.path.join(ROOT, "main.py"), *arguments, f"--method={method}", f"--seed={seed}",
                f"--output_dir={run_dir}", "--noprogress"]
-    log(f"{datetime.datetime.now():%H:%M:%S} {method} seed {seed}: running")
-    with open(f"{run_dir}.log", "w", encoding="utf-8") as stream:
+    done = len(read_records(run_dir))
+    state = f"resuming after {done} finished cycle{'s' if done != 1 else ''}" if done else "running"
+    log(f"{datetime.datetime.now():%H:%M:%S} {method} seed {seed}: {state}")
+    with open(f"{run_dir}.log", "a", encoding="utf-8") as stream:
         return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT, check=False).returncode
 
 

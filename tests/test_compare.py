@@ -71,3 +71,25 @@ def test_bad_methods_give_one_line_and_exit_code_2(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_an_unfinished_run_resumes_in_place(fake_runs, monkeypatch):
+    calls = []
+
+    def fake_run(command, stdout, **kwargs):  # pylint: disable=unused-argument
+        calls.append(command)
+        stdout.write("second sitting\n")
+        return subprocess.CompletedProcess(command, 0)
+
+    run_dir = os.path.join(fake_runs, "random", "seed_0")
+    with open(f"{run_dir}.log", "w", encoding="utf-8") as stream:
+        stream.write("first sitting\n")
+    messages = []
+    monkeypatch.setattr(compare.subprocess, "run", fake_run)
+    assert compare.run_one(fake_runs, "random", 0, ["--cycles=2"], log=messages.append) == 0
+    assert sorted(os.listdir(os.path.join(fake_runs, "random"))) == ["seed_0", "seed_0.log"]
+    assert len(compare.read_records(run_dir)) == 2                 # the finished cycles are kept
+    assert calls[0][-5:] == ["--cycles=2", "--method=random", "--seed=0", f"--output_dir={run_dir}", "--noprogress"]
+    assert messages[0].endswith("random seed 0: resuming after 2 finished cycles")
+    with open(f"{run_dir}.log", encoding="utf-8") as stream:
+        assert stream.read() == "first sitting\nsecond sitting\n"
