@@ -51,6 +51,18 @@ class ArchitectureTest(tf.test.TestCase):
         hidden = block.conv2(networks._leaky_relu(block.conv1(networks._leaky_relu(images))))
         self.assertAllClose(outputs - hidden, tf.einsum("bhwc,cf->bhwf", pooled, kernel[0, 0]) + bias, atol=1e-5)
 
+    def test_residual_block_without_downsampling_skips_through_a_plain_1x1_convolution(self):
+        """Stride 1 (and 2x upsampling, on the resized input): no pooling on the skip path."""
+        images = tf.random.uniform((2, 8, 8, 3), -1.0, 1.0, seed=2)
+        for upsample, resized in ((False, images), (True, tf.repeat(tf.repeat(images, 2, axis=1), 2, axis=2))):
+            block = networks.ResidualBlock(5, upsample=upsample)
+            outputs = block(images)
+            self.assertIsNone(block.pool)
+            self.assertEqual(outputs.shape, resized.shape[:3] + (5,))
+            hidden = block.conv2(networks._leaky_relu(block.conv1(networks._leaky_relu(resized))))
+            expected_skip = tf.einsum("bhwc,cf->bhwf", resized, block.skip.kernel[0, 0]) + block.skip.bias
+            self.assertAllClose(outputs - hidden, expected_skip, atol=1e-5)
+
     def test_width_multiplier_scales_parameters(self):
         small = networks.build_networks(tiny_config("cnn", image_shape=(32, 32, 3)))[2].count_params()
         config = networks.NetworkConfig(image_shape=(32, 32, 3), num_classes=3, architecture="cnn", width=0.04,
