@@ -16,8 +16,8 @@ The std is the sample standard deviation over seeds (0 for one seed). Only finis
 import csv
 import datetime
 import io
-import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,7 +26,7 @@ from absl import app
 from absl import flags
 
 import main as main_lib
-from aral_tf.run_state import write_atomic
+from aral_tf.run_state import RunDirectory, RunStateError, write_atomic
 from aral_tf.methods import FULL, METHODS
 
 flags.DEFINE_list("methods", ["aral", "vaal", "random", "entropy", "bald"],
@@ -46,12 +46,8 @@ COLORS = {"aral": "tab:red", "vaal": "tab:blue", "random": "tab:gray", "entropy"
 
 
 def read_records(run_dir):
-    """The records of DIR/results.jsonl ([] if there is none)."""
-    path = os.path.join(run_dir, "results.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as stream:
-        return [json.loads(line) for line in stream if line.strip()]
+    """The records of DIR/results.jsonl ([] if there is none); RunStateError names a malformed line."""
+    return RunDirectory(run_dir).read_results()
 
 
 def expected_records(method, cycles):
@@ -103,9 +99,10 @@ def summarize(output_dir, methods, cycles):
         method_dir = os.path.join(output_dir, method)
         runs = []
         for name in sorted(os.listdir(method_dir)) if os.path.isdir(method_dir) else []:
+            if not (re.fullmatch(r"seed_\d+", name) and os.path.isdir(os.path.join(method_dir, name))):
+                continue
             records = read_records(os.path.join(method_dir, name))
-            if name.startswith("seed_") and os.path.isdir(os.path.join(method_dir, name)) \
-                    and len(records) >= expected_records(method, cycles):
+            if len(records) >= expected_records(method, cycles):
                 runs.append(records)
         by_labels = {}
         for records in runs:
@@ -227,6 +224,14 @@ def main(argv):
         targets = [-1.0]
     if not all(0.0 <= target <= 1.0 for target in targets):
         _usage_error(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
+    try:
+        run_and_summarize(targets)
+    except RunStateError as error:
+        _usage_error(str(error))
+
+
+def run_and_summarize(targets):
+    """Runs the pending runs (unless --norun), then writes the summary; exits 1 if a run failed."""
     arguments = passthrough_arguments(sys.argv[1:])
     pending = pending_runs(FLAGS.output_dir, FLAGS.methods, FLAGS.seeds, FLAGS.cycles)
     finished = len(FLAGS.methods) * FLAGS.seeds - len(pending)

@@ -73,6 +73,33 @@ def test_bad_methods_give_one_line_and_exit_code_2(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_a_malformed_results_file_gives_one_line_and_exit_code_2(fake_runs):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(fake_runs, "aral", "seed_1", "results.jsonl")
+    with open(path, "a", encoding="utf-8") as stream:
+        stream.write("{not json\n")
+    with open(path, "rb") as stream:
+        before = stream.read()
+    result = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--methods=aral", "--seeds=2", "--cycles=2",
+                             "--norun", f"--output_dir={fake_runs}"], capture_output=True, text=True, cwd=root,
+                            check=False, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {path}: line 4 is not JSON"], result.stderr
+    with open(path, "rb") as stream:
+        assert stream.read() == before
+    assert not os.path.exists(os.path.join(fake_runs, "summary.md"))
+
+
+def test_summary_reads_only_seed_directories(fake_runs):
+    aside = os.path.join(fake_runs, "aral", "seed_1.incomplete-20261127-110233")
+    os.makedirs(aside)
+    with open(os.path.join(aside, "results.jsonl"), "w", encoding="utf-8") as stream:
+        stream.write("not a run's file\n")
+    rows = compare.summarize(fake_runs, ["aral"], cycles=2)
+    assert [(row["method"], row["num_labeled"], row["seeds"]) for row in rows] == [
+        ("aral", 10, 2), ("aral", 20, 2), ("aral", 30, 2)]
+
+
 def test_an_unfinished_run_resumes_in_place(fake_runs, monkeypatch):
     calls = []
 
