@@ -7,8 +7,9 @@ Trains ARAL's MNIST discriminator D (the same `networks.Discriminator`, data-dep
 initialisation) with the game of Salimans et al. (2016), without E or S: D minimises the
 labeled cross-entropy plus 1/2 (E[softplus(-LSE(l(x_U)))] + E[softplus(LSE(l(G(z))))]), and G
 (Improved-GAN's MNIST generator: uniform z, softplus layers with batch normalisation, sigmoid
-output) minimises feature matching. Every `--every` steps it prints and appends to `--output`
-(JSON lines) C's test accuracy with the last weights and with a moving average of them.
+output, here without weight normalisation on the output layer) minimises feature matching.
+Every `--every` steps it prints and appends to `--output` (JSON lines) C's test accuracy with the
+last weights and with a moving average of them.
 
 `--generator=aral` swaps in ARAL's class-conditional G (`networks.Generator`, z ~ N(0, I), y
 uniform) and enables ARAL's generator-side terms one by one: Eq. 9's generated-image term
@@ -40,6 +41,7 @@ with muted_native_stderr():
     from aral_tf import data as data_lib
     from aral_tf import losses
     from aral_tf.data import to_model_range
+    from aral_tf.loop import INIT_SAMPLE_SIZE
     from aral_tf.networks import Discriminator, Generator, NetworkConfig
     tf.config.list_physical_devices()
 
@@ -66,7 +68,6 @@ FLAGS = flags.FLAGS
 
 USAGE_EXIT_CODE = 2
 IMPROVED_GAN_UNITS = 500
-INIT_SAMPLE_SIZE = 500
 
 
 def _usage_error(message):
