@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.improved_gan import draw_labeled
+from benchmarks.reference_game import draw_labeled
 from tests.test_main import ROOT, write_npz
 
 
