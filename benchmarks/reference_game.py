@@ -15,6 +15,8 @@ from aral_tf.data import to_model_range
 from aral_tf.networks import Discriminator, Generator
 
 IMPROVED_GAN_UNITS = 500
+IMPROVED_GAN_LATENT_DIM = 100
+EVAL_BATCH_SIZE = 1000
 
 
 def draw_labeled(labels, count, draw, seed, num_classes):
@@ -34,7 +36,7 @@ def draw_labeled(labels, count, draw, seed, num_classes):
 def improved_gan_generator(image_shape):
     """Improved-GAN's MNIST G: z (100, uniform) -> 500 -> 500 (softplus, batch norm) -> sigmoid, in [-1, 1]."""
     return keras.Sequential([
-        keras.Input((100,)),
+        keras.Input((IMPROVED_GAN_LATENT_DIM,)),
         keras.layers.Dense(IMPROVED_GAN_UNITS, activation="softplus"), keras.layers.BatchNormalization(),
         keras.layers.Dense(IMPROVED_GAN_UNITS, activation="softplus"), keras.layers.BatchNormalization(),
         keras.layers.Dense(int(np.prod(image_shape)), activation="sigmoid"),
@@ -64,11 +66,13 @@ class Game:
         self.generator_optimizer.build(self.generator.trainable_variables)
 
     def latent(self, rng, count):
+        """`count` latent draws for G: N(0, I) for ARAL's G, uniform on [0, 1) for Improved-GAN's."""
         if self.options["generator"] == "aral":
             return rng.standard_normal((count, self.config.latent_dim)).astype(np.float32)
-        return rng.uniform(size=(count, 100)).astype(np.float32)
+        return rng.uniform(size=(count, IMPROVED_GAN_LATENT_DIM)).astype(np.float32)
 
     def generate(self, latent, labels):
+        """G's images for `latent` (and, for ARAL's G, the integer class `labels`)."""
         if self.options["generator"] == "aral":
             return self.generator(latent, tf.one_hot(labels, self.config.num_classes), training=True)
         return self.generator(latent, training=True)
@@ -123,9 +127,10 @@ class Game:
         if averaged:
             self.discriminator_optimizer.finalize_variable_values(variables)
         correct = 0
-        for start in range(0, len(labels), 1000):
-            _, logits = self.discriminator(to_model_range(images[start:start + 1000]), training=False)
-            correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start:start + 1000]))
+        for start in range(0, len(labels), EVAL_BATCH_SIZE):
+            end = start + EVAL_BATCH_SIZE
+            _, logits = self.discriminator(to_model_range(images[start:end]), training=False)
+            correct += int(np.sum(np.argmax(logits, axis=-1) == labels[start:end]))
         for variable, value in zip(variables, saved):
             variable.assign(value)
         return correct / len(labels)
