@@ -23,14 +23,13 @@ experiments do; it reads the pool's labels, so it is a reference setting, never 
 """
 
 import json
-import math
-import sys
 import time
 
 from absl import app
 from absl import flags
 
 from aral_tf.quiet import muted_native_stderr
+from benchmarks.cli import check_training_flags, parse_flags, usage_error
 
 with muted_native_stderr():
     # pylint: disable=wrong-import-position
@@ -66,42 +65,18 @@ flags.DEFINE_float("generator_gan", 0.0, "Weight of Eq. 7 against D's class head
 flags.DEFINE_string("output", None, "Append one JSON line per evaluation here.")
 FLAGS = flags.FLAGS
 
-USAGE_EXIT_CODE = 2
-
-
-def _usage_error(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(USAGE_EXIT_CODE)
-
-
-def parse_flags(argv):
-    """absl flag parsing; a malformed or unknown flag exits with one line and code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        _usage_error(str(error).splitlines()[0])
 
 
 def check_flags(argv):
     """Exits with one line and code 2 on a flag no training can use."""
-    if len(argv) > 1:
-        _usage_error(f"unexpected arguments {' '.join(argv[1:])}")
-    for name, minimum in (("labels", 1), ("steps", 1), ("every", 1), ("batch_size", 1), ("seed", 0)):
-        if FLAGS[name].value < minimum:
-            _usage_error(f"--{name}={FLAGS[name].value}: must be at least {minimum}")
-    if FLAGS.every > FLAGS.steps:
-        _usage_error(f"--every={FLAGS.every}: more than --steps={FLAGS.steps}, so nothing would be evaluated")
-    for name in ("lr_discriminator", "lr_generator"):
-        if not (math.isfinite(FLAGS[name].value) and FLAGS[name].value > 0):
-            _usage_error(f"--{name}={FLAGS[name].value}: must be positive")
+    check_training_flags(argv, (("labels", 1), ("steps", 1), ("every", 1), ("batch_size", 1), ("seed", 0)),
+                         positive=("lr_discriminator", "lr_generator"),
+                         non_negative=("generated_cls", "class_feature_matching", "generator_gan"))
     if not 0 <= FLAGS.average < 1:
-        _usage_error(f"--average={FLAGS.average}: must be in [0, 1)")
+        usage_error(f"--average={FLAGS.average}: must be in [0, 1)")
     for name in ("generated_cls", "class_feature_matching", "generator_gan"):
-        value = FLAGS[name].value
-        if not (math.isfinite(value) and value >= 0):
-            _usage_error(f"--{name}={value}: must be a finite number >= 0")
-        if value and FLAGS.generator != "aral":
-            _usage_error(f"--{name}={value}: needs --generator=aral (Improved-GAN's G has no class input)")
+        if FLAGS[name].value and FLAGS.generator != "aral":
+            usage_error(f"--{name}={FLAGS[name].value}: needs --generator=aral (Improved-GAN's G has no class input)")
 
 
 def main(argv):
@@ -111,13 +86,13 @@ def main(argv):
     try:
         _, data = data_lib.load_dataset(FLAGS.dataset, FLAGS.data_file, None)
     except data_lib.DataError as error:
-        _usage_error(str(error))
+        usage_error(str(error))
     if FLAGS.labels >= data.pool_size:
-        _usage_error(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
+        usage_error(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
     try:
         labeled = draw_labeled(data.y_train, FLAGS.labels, FLAGS.label_draw, FLAGS.seed, data.num_classes)
     except ValueError as error:
-        _usage_error(str(error))
+        usage_error(str(error))
     config = NetworkConfig(image_shape=data.image_shape, num_classes=data.num_classes)
     options = {name: FLAGS[name].value for name in (
         "generator", "discriminator_weighting", "lr_discriminator", "lr_generator", "average", "generated_cls",

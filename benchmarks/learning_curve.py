@@ -16,14 +16,13 @@ that the averaged C reads as y. Eq. 9 trains C on those images with those labels
 """
 
 import json
-import math
-import sys
 import time
 
 from absl import app
 from absl import flags
 
 from aral_tf.quiet import muted_native_stderr
+from benchmarks.cli import check_training_flags, parse_flags, usage_error
 
 with muted_native_stderr():  # Also while listing devices, which logs a CUDA probe on CPU-only hosts.
     # pylint: disable=wrong-import-position
@@ -57,9 +56,6 @@ flags.DEFINE_integer("judge_epochs", 0, "Train a supervised judge CNN on all lab
 flags.DEFINE_string("output", None, "Append one JSON line per evaluation here.")
 FLAGS = flags.FLAGS
 
-USAGE_EXIT_CODE = 2
-
-
 def train_judge(data, epochs):
     """A small CNN trained on every training label: the judge of G's classes (diagnostic only)."""
     judge = keras.Sequential([
@@ -85,35 +81,12 @@ def generator_fidelity(model, judge, num_classes, latent_dim, per_class=100):
     return float(np.mean(judged == labels)), float(np.mean(classified == labels))
 
 
-def _usage_error(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(USAGE_EXIT_CODE)
-
-
-def parse_flags(argv):
-    """absl flag parsing; a malformed or unknown flag exits with one line and code 2."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        _usage_error(str(error).splitlines()[0])
-
-
 def check_flags(argv):
     """Exits with one line and code 2 on a flag no training can use."""
-    if len(argv) > 1:
-        _usage_error(f"unexpected arguments {' '.join(argv[1:])}")
-    for name, minimum in (("labels", 1), ("steps", 1), ("every", 1), ("batch_size", 1), ("seed", 0),
-                          ("judge_epochs", 0)):
-        if FLAGS[name].value < minimum:
-            _usage_error(f"--{name}={FLAGS[name].value}: must be at least {minimum}")
-    if FLAGS.every > FLAGS.steps:
-        _usage_error(f"--every={FLAGS.every}: more than --steps={FLAGS.steps}, so nothing would be evaluated")
-    for name in ("lr_encoder_generator", "lr_discriminator"):
-        if not (math.isfinite(FLAGS[name].value) and FLAGS[name].value > 0):
-            _usage_error(f"--{name}={FLAGS[name].value}: must be positive")
-    for name in ("generator_gan", "generated_cls", "class_feature_matching"):
-        if not (math.isfinite(FLAGS[name].value) and FLAGS[name].value >= 0):
-            _usage_error(f"--{name}={FLAGS[name].value}: must be a finite number >= 0")
+    check_training_flags(
+        argv, (("labels", 1), ("steps", 1), ("every", 1), ("batch_size", 1), ("seed", 0), ("judge_epochs", 0)),
+        positive=("lr_encoder_generator", "lr_discriminator"),
+        non_negative=("generator_gan", "generated_cls", "class_feature_matching"))
 
 
 def main(argv):
@@ -123,9 +96,9 @@ def main(argv):
     try:
         _, data = data_lib.load_dataset(FLAGS.dataset, FLAGS.data_file, None)
     except data_lib.DataError as error:
-        _usage_error(str(error))
+        usage_error(str(error))
     if FLAGS.labels >= data.pool_size:
-        _usage_error(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
+        usage_error(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
     labeled = np.sort(data_lib.initial_indices(data.pool_size, FLAGS.labels, FLAGS.seed))
     config = NetworkConfig(image_shape=data.image_shape, num_classes=data.num_classes)
     judge = train_judge(data, FLAGS.judge_epochs) if FLAGS.judge_epochs else None

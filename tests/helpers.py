@@ -1,6 +1,9 @@
-"""Tiny models, batches and the two-CPU strategy shared by the tests."""
+"""Tiny models, batches, the two-CPU strategy and benchmark-tool runs shared by the tests."""
 
 import functools
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -52,3 +55,18 @@ def two_cpu_strategy():
     ops alike, and a gather of one clashes with a reduction of another.
     """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def run_benchmark(module, *arguments):
+    """Runs `python -m module arguments` from the repository root; returns the CompletedProcess."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-m", module, *arguments], capture_output=True, text=True, cwd=root,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600, check=False)
+
+
+def assert_usage_error(result, culprit, output):
+    """Exit code 2, one stderr line starting with `error: culprit`, and `output` not written."""
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
+    assert not output.exists()

@@ -1,21 +1,17 @@
 """benchmarks.improved_gan: the reference game runs, the balanced draw, and one-line errors for bad flags."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from benchmarks.reference_game import draw_labeled
-from tests.test_main import ROOT, write_npz
+from tests.helpers import assert_usage_error, run_benchmark
+from tests.test_main import write_npz
 
 
 def run_game(*arguments):
-    return subprocess.run([sys.executable, "-m", "benchmarks.improved_gan", *arguments], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600,
-                          check=False)
+    return run_benchmark("benchmarks.improved_gan", *arguments)
 
 
 def test_balanced_draw_takes_the_same_count_of_each_class():
@@ -72,7 +68,4 @@ def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, arguments, culprit):
     data_file = write_npz(str(tmp_path / "tiny.npz"))
     output = tmp_path / "game.jsonl"
     result = run_game(f"--data_file={data_file}", f"--output={output}", *arguments)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
-    assert not output.exists()
+    assert_usage_error(result, culprit, output)

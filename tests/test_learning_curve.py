@@ -1,19 +1,15 @@
 """benchmarks.learning_curve: a tiny curve, and one-line errors for flags no training can use."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.test_main import ROOT, write_npz
+from tests.helpers import assert_usage_error, run_benchmark
+from tests.test_main import write_npz
 
 
 def run_curve(*arguments):
-    return subprocess.run([sys.executable, "-m", "benchmarks.learning_curve", *arguments], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600,
-                          check=False)
+    return run_benchmark("benchmarks.learning_curve", *arguments)
 
 
 def test_tiny_curve_writes_one_line_per_evaluation(tmp_path):
@@ -43,7 +39,4 @@ def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, arguments, culprit):
     data_file = write_npz(str(tmp_path / "tiny.npz"))
     output = tmp_path / "curve.jsonl"
     result = run_curve(f"--data_file={data_file}", f"--output={output}", *arguments)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
-    assert not output.exists()
+    assert_usage_error(result, culprit, output)
