@@ -1,6 +1,7 @@
 """Command-line helpers shared by the benchmark tools: one-line errors with exit code 2, and flag checks."""
 
 import math
+import os
 import sys
 
 from absl import flags
@@ -26,8 +27,8 @@ def check_training_flags(argv, minimums, positive, non_negative):
     """Exits with one line and code 2 on a flag no training run can use.
 
     Rejects extra arguments, flags below their `minimums` ((name, minimum) pairs), --every above
-    --steps, `positive` flags that are not finite and > 0, and `non_negative` flags that are not
-    finite and >= 0.
+    --steps, `positive` flags that are not finite and > 0, `non_negative` flags that are not
+    finite and >= 0, and an --output that cannot be appended to (checked before any training).
     """
     values = flags.FLAGS
     if len(argv) > 1:
@@ -43,3 +44,7 @@ def check_training_flags(argv, minimums, positive, non_negative):
     for name in non_negative:
         if not (math.isfinite(values[name].value) and values[name].value >= 0):
             usage_error(f"--{name}={values[name].value}: must be a finite number >= 0")
+    output = values.output
+    if output and (os.path.isdir(output) or not os.access(os.path.dirname(os.path.abspath(output)), os.W_OK)
+                   or os.path.exists(output) and not os.access(output, os.W_OK)):
+        usage_error(f"--output={output}: cannot append to this file")

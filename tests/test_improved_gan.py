@@ -63,6 +63,7 @@ def test_tiny_game_writes_one_line_per_evaluation(tmp_path, arguments):
     (["--lr_generator=0"], "--lr_generator=0.0"),
     (["--labels=30"], "--labels=30"),
     (["--data_file=/no/such/file.npz"], "--data_file=/no/such/file.npz"),
+    (["--output=/no/such/directory/out.jsonl"], "--output=/no/such/directory/out.jsonl"),
 ])
 def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, arguments, culprit):
     data_file = write_npz(str(tmp_path / "tiny.npz"))

@@ -32,6 +32,7 @@ def test_tiny_curve_writes_one_line_per_evaluation(tmp_path):
     (["--lr_discriminator=0"], "--lr_discriminator=0.0"),
     (["--generated_cls=nan"], "--generated_cls=nan"),
     (["--data_file=/no/such/file.npz"], "--data_file=/no/such/file.npz"),
+    (["--output=/no/such/directory/out.jsonl"], "--output=/no/such/directory/out.jsonl"),
     (["--labels=30"], "--labels=30"),
     (["--steps=abc"], "flag --steps=abc"),
 ])
