@@ -28,6 +28,7 @@ from absl import flags
 import main as main_lib
 from aral_tf.run_state import RunDirectory, RunStateError, write_atomic
 from aral_tf.methods import FULL, METHODS
+from benchmarks.cli import usage_error
 
 flags.DEFINE_list("methods", ["aral", "vaal", "random", "entropy", "bald"],
                   f"Methods to compare, from: {', '.join(METHODS)}.")
@@ -202,32 +203,27 @@ def write_summary(output_dir, methods, cycles, targets, title):
     return rows
 
 
-def _usage_error(message):
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(main_lib.USAGE_EXIT_CODE)
-
-
 def main(argv):
     if len(argv) > 1:
-        _usage_error(f"unexpected arguments {' '.join(argv[1:])}")
+        usage_error(f"unexpected arguments {' '.join(argv[1:])}")
     unknown = [method for method in FLAGS.methods if method not in METHODS]
     if unknown or not FLAGS.methods:
-        _usage_error(f"--methods={','.join(FLAGS.methods)}: unknown method {(unknown or [''])[0]!r}; "
+        usage_error(f"--methods={','.join(FLAGS.methods)}: unknown method {(unknown or [''])[0]!r}; "
                      f"choose from {', '.join(METHODS)}")
     if FLAGS.seeds < 1:
-        _usage_error(f"--seeds={FLAGS.seeds}: must be at least 1")
+        usage_error(f"--seeds={FLAGS.seeds}: must be at least 1")
     if not FLAGS.output_dir:
-        _usage_error("--output_dir: required (the comparison's directory)")
+        usage_error("--output_dir: required (the comparison's directory)")
     try:
         targets = [float(target) for target in FLAGS.targets]
     except ValueError:
         targets = [-1.0]
     if not all(0.0 <= target <= 1.0 for target in targets):
-        _usage_error(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
+        usage_error(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
     try:
         run_and_summarize(targets)
     except RunStateError as error:
-        _usage_error(str(error))
+        usage_error(str(error))
 
 
 def run_and_summarize(targets):
