@@ -98,8 +98,6 @@ def _check_counts():
     if unknown:
         raise UsageError(f"--restart_each_cycle={','.join(FLAGS.restart_each_cycle)}: unknown network "
                          f"{unknown[0]!r}; choose from {', '.join(NETWORKS)}")
-    if not FLAGS.restart_label_ratio >= 1 or not math.isfinite(FLAGS.restart_label_ratio):
-        raise UsageError(f"--restart_label_ratio={FLAGS.restart_label_ratio}: must be a finite number >= 1")
     if FLAGS.mc_passes < 2:
         raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
     if FLAGS.selection != "lowest" and FLAGS.method != "aral":
@@ -149,7 +147,7 @@ def _hyperparameters(network_config):
              "lambda_trd", "lambda_adv", "beta", "feature_matching", "class_feature_matching", "generator_gan",
              "generated_cls", "lr_encoder_generator", "lr_discriminator",
              "lr_sampler", "lr_classifier", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
-             "method", "mc_passes", "selection", "restart_label_ratio")
+             "method", "mc_passes", "selection")
     return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names},
             "restart_each_cycle": ",".join(FLAGS.restart_each_cycle)}
 
@@ -368,8 +366,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
                              batch_size=FLAGS.batch_size, seed=FLAGS.seed, output_dir=run_dir.path,
                              eval_batch_size=FLAGS.eval_batch_size, verbose=FLAGS.progress,
                              checkpoint_every=FLAGS.checkpoint_every,
-                             restart_each_cycle=tuple(FLAGS.restart_each_cycle),
-                             restart_label_ratio=FLAGS.restart_label_ratio)
+                             restart_each_cycle=tuple(FLAGS.restart_each_cycle))
     logger = None
     if FLAGS.tensorboard_dir and is_chief(strategy):
         logger = TensorBoardLogger(FLAGS.tensorboard_dir, _hyperparameters(network_config), network_config,

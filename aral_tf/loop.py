@@ -43,28 +43,12 @@ class LoopConfig:
     # Networks (ARAL's names) put back to their start-of-run weights before each cycle after the first
     # (`ARALModel.restart`; for the baselines, the networks in those roles); the others are warm-started.
     restart_each_cycle: tuple = ()
-    # With a ratio r > 1 they are put back only before the cycles whose labeled set holds at least r
-    # times the labels it held at the last restart (or in cycle 0): `restarts_before`.
-    restart_label_ratio: float = 1.0
 
 
 def evaluate(model, images, labels, batch_size, strategy=None):
     """Test accuracy of the classifier C."""
     logits = predict_in_batches(model.classify, images, batch_size, strategy=strategy)
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
-def restarts_before(labeled_counts, label_ratio):
-    """Whether the restarted networks start afresh before the last of the cycles whose labeled-set sizes are
-    `labeled_counts` (cycle 0 first): when that cycle's count is at least `label_ratio` times the count at
-    the last restart before it, cycle 0 counting as one. A ratio of 1 restarts before every cycle after the
-    first; 2 restarts when the labeled set has doubled (MNIST's 10, 20, ..., 110: before 20, 40 and 80)."""
-    last_start, restart = labeled_counts[0], False
-    for count in labeled_counts[1:]:
-        restart = count >= label_ratio * last_start
-        if restart:
-            last_start = count
-    return restart
 
 
 def _ignore_event(kind, cycle, detail):  # pylint: disable=unused-argument
@@ -77,9 +61,8 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
 
     Before the first cycle of a new run, D's weight-normalised layers are initialised from 500 pool
     images drawn with the seed (images only; no labels are read). The model is warm-started across
-    cycles, except the networks of `config.restart_each_cycle`, which start the cycles that
-    `restarts_before` picks (by default every cycle after the first) from their weights at the start of
-    the run. The oracle may raise (e.g.
+    cycles, except the networks of `config.restart_each_cycle`, which start each cycle after the
+    first from their weights at the start of the run. The oracle may raise (e.g.
     `oracle.AwaitingLabels`); everything done so far is kept.
     `on_event(kind, cycle, detail)` is called when a cycle starts ("cycle", "start") and after each
     training step ("step", step number), checkpoint ("checkpoint", step number) and file written
@@ -105,9 +88,6 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         notify("cycle", cycle, "start")
         labeled, labels = _labeled_set(cycle, method, data, initial_indices, oracle, config, run, notify)
         resumed = position if position is not None and position.cycle == cycle else None
-        if resumed is None and config.restart_each_cycle and restarts_before(
-                [record["num_labeled"] for record in records] + [len(labeled)], config.restart_label_ratio):
-            method.restart(config.restart_each_cycle)
         mean_losses, train_seconds = _train(cycle, method, checkpoint, data, labeled, labels, resumed, config,
                                             log, notify, callbacks)
         with method.evaluation():
@@ -186,6 +166,8 @@ def _train(cycle, method, checkpoint, data, labeled, labels, resumed, config, lo
     """
     stream = method.stream(data.x_train, labels, labeled, config.batch_size, [config.seed, cycle])
     first_step, loss_sums, carried_seconds = 0, {}, 0.0
+    if resumed is None and cycle > 0 and config.restart_each_cycle:
+        method.restart(config.restart_each_cycle)
     if resumed is not None:
         first_step, loss_sums, carried_seconds = resumed.step, dict(resumed.loss_sums), resumed.train_seconds
         if first_step < config.train_steps:

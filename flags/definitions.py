@@ -46,10 +46,6 @@ flags.DEFINE_list("restart_each_cycle", [],
                   "warm-started. Empty: all warm-started. For the other methods the names mean the networks "
                   "in the same role: discriminator = every classifier and GAN discriminator, generator = G "
                   "and VAAL's decoder.")
-flags.DEFINE_float("restart_label_ratio", 1.0,
-                   "With a value r > 1, the networks of --restart_each_cycle start afresh only before the cycles "
-                   "whose labeled set holds at least r times the labels it held at the last restart (or in "
-                   "cycle 0), and carry on warm in between; 1: before every cycle after the first.")
 flags.DEFINE_integer("checkpoint_every", 500, "Training steps between checkpoints (also one at each cycle's end).")
 flags.DEFINE_bool("export", True,
                   "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "

@@ -136,8 +136,6 @@ CASES = [
     Case("too few MC passes", ("--method=bald", "--mc_passes=1"), "--mc_passes"),
     Case("unknown network to restart", ("--restart_each_cycle=discriminator,classifier",),
          "--restart_each_cycle=discriminator,classifier: unknown network 'classifier'"),
-    Case("restart label ratio below 1", ("--restart_label_ratio=0.5",),
-         "--restart_label_ratio=0.5: must be a finite number >= 1"),
     Case("positional argument", ("extra",), "extra"),
     Case("zero budget", ("--budget=0",), "--budget=0"),
     Case("budget larger than the pool", ("--budget=40",), "--budget=40"),

@@ -47,8 +47,7 @@ class RecordingCallbacks:
         self.cycles.append((cycle, record["num_labeled"], model is not None))
 
 
-def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None, callbacks=None, restart=(), restarts=None,
-        restart_label_ratio=1.0):
+def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None, callbacks=None, restart=(), restarts=None):
     """One tiny run; with `restarts` (a list), each call of the model's `restart` is appended to it."""
     keras.utils.set_random_seed(seed)
     model = ARALModel(tiny_config(noise=0.3))
@@ -57,7 +56,7 @@ def run(output_dir, data, seed=0, cycles=2, oracle=None, on_event=None, callback
         model.restart = lambda networks: (restarts.append(tuple(networks)), restart_model(networks))
     config = loop.LoopConfig(budget=3, cycles=cycles, train_steps=3, batch_size=4, seed=seed,
                              output_dir=str(output_dir), eval_batch_size=5, verbose=False, checkpoint_every=2,
-                             restart_each_cycle=restart, restart_label_ratio=restart_label_ratio)
+                             restart_each_cycle=restart)
     oracle = oracle or SimulatedOracle(data.y_train)
     records = loop.run_active_learning(model, make_strategy("default"), data, np.array([5, 1, 30, 12]), oracle,
                                        config, log=lambda message: None, on_event=on_event,
@@ -132,20 +131,6 @@ def assert_same_run(test, first, second, cycles=2):
         test.assertAllClose(one["losses"], other["losses"], rtol=1e-5, atol=1e-6)
 
 
-class RestartsBeforeTest(tf.test.TestCase):
-
-    def test_mnist_counts(self):
-        counts = list(range(10, 120, 10))
-
-        def restarted(ratio):
-            return [cycle for cycle in range(len(counts)) if loop.restarts_before(counts[:cycle + 1], ratio)]
-
-        self.assertEqual(restarted(1.0), list(range(1, 11)))
-        self.assertEqual(restarted(2.0), [1, 3, 7])  # 20 >= 2 * 10, 40 >= 2 * 20, 80 >= 2 * 40.
-        self.assertEqual(restarted(3.0), [2, 8])  # 30 >= 3 * 10, 90 >= 3 * 30.
-        self.assertEqual(restarted(20.0), [])
-
-
 class ResumeTest(tf.test.TestCase):
     """A run stopped anywhere and run again ends as if it had never stopped."""
 
@@ -197,27 +182,6 @@ class ResumeTest(tf.test.TestCase):
         restarted = RunDirectory(reference).read_results()
         self.assertEqual(warm[0]["losses"], restarted[0]["losses"])
         self.assertNotEqual(warm[1]["losses"], restarted[1]["losses"])
-
-    def test_a_label_ratio_restarts_only_when_the_labeled_set_has_grown_by_it(self):
-        restart = ("discriminator", "generator")
-        reference = self.enter_context(tempfile.TemporaryDirectory())
-        restarts = []
-        # 4, 7 and 10 labels: 7 >= 1.5 * 4 restarts cycle 1; 10 < 1.5 * 7 carries cycle 2 on warm.
-        run(reference, tiny_data(), restart=restart, restarts=restarts, restart_label_ratio=1.5)
-        self.assertEqual(restarts, [restart])
-        output_dir = self.enter_context(tempfile.TemporaryDirectory())
-        with self.assertRaises(Interrupt):
-            run(output_dir, tiny_data(), restart=restart, restart_label_ratio=1.5,
-                on_event=interrupt_at(("cycle", 2, "start")))
-        restarts = []
-        run(output_dir, tiny_data(), restart=restart, restarts=restarts, restart_label_ratio=1.5)
-        self.assertEqual(restarts, [])
-        assert_same_run(self, reference, output_dir)
-        every_cycle = self.enter_context(tempfile.TemporaryDirectory())
-        run(every_cycle, tiny_data(), restart=restart)
-        by_ratio, by_cycle = RunDirectory(reference).read_results(), RunDirectory(every_cycle).read_results()
-        self.assertEqual(by_ratio[1]["losses"], by_cycle[1]["losses"])
-        self.assertNotEqual(by_ratio[2]["losses"], by_cycle[2]["losses"])
 
     def test_more_cycles_extend_a_finished_run(self):
         output_dir = self.enter_context(tempfile.TemporaryDirectory())
