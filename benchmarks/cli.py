@@ -15,22 +15,22 @@ def usage_error(message):
     sys.exit(USAGE_EXIT_CODE)
 
 
-def parse_flags(argv):
-    """absl flag parsing; a malformed or unknown flag exits with one line and code 2."""
+def parse_flags(argv, values=flags.FLAGS):
+    """absl flag parsing into `values`; a malformed or unknown flag exits with one line and code 2."""
     try:
-        return flags.FLAGS(argv)
+        return values(argv)
     except flags.Error as error:
         usage_error(str(error).splitlines()[0])
 
 
-def check_training_flags(argv, minimums, positive, non_negative):
+def check_training_flags(argv, minimums, positive, non_negative, values=flags.FLAGS):
     """Exits with one line and code 2 on a flag no training run can use.
 
     Rejects extra arguments, flags below their `minimums` ((name, minimum) pairs), --every above
     --steps, `positive` flags that are not finite and > 0, `non_negative` flags that are not
     finite and >= 0, and an --output that cannot be appended to (checked before any training).
+    `values` holds the parsed flags, among them --steps, --every and --output.
     """
-    values = flags.FLAGS
     if len(argv) > 1:
         usage_error(f"unexpected arguments {' '.join(argv[1:])}")
     for name, minimum in minimums:
