@@ -180,7 +180,7 @@ def _mismatch_message(mismatch):
     return f"{given}: this run was started {started}; {advice}"
 
 
-def _require_writable(flag, directory):
+def require_writable(flag, directory):
     """Creates `directory` and checks that it is writable; nothing in it is changed."""
     try:
         os.makedirs(directory, exist_ok=True)
@@ -194,9 +194,9 @@ def _output_dir():
     """The output directory, created and checked writable (and --tensorboard_dir with it)."""
     output_dir = FLAGS.output_dir or os.path.join(
         "runs", f"{os.path.basename(FLAGS.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
-    _require_writable("output_dir", output_dir)
+    require_writable("output_dir", output_dir)
     if FLAGS.tensorboard_dir:
-        _require_writable("tensorboard_dir", FLAGS.tensorboard_dir)
+        require_writable("tensorboard_dir", FLAGS.tensorboard_dir)
     return output_dir
 
 

@@ -221,6 +221,10 @@ def main(argv):
     if not all(0.0 <= target <= 1.0 for target in targets):
         usage_error(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
     try:
+        main_lib.require_writable("output_dir", FLAGS.output_dir)
+    except main_lib.UsageError as error:
+        usage_error(str(error))
+    try:
         run_and_summarize(targets)
     except RunStateError as error:
         usage_error(str(error))

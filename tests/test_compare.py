@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from benchmarks import compare
+from tests.helpers import assert_usage_error, run_benchmark
 
 
 def _write_run(output_dir, method, seed, accuracies, first=10, step=10):
@@ -71,6 +72,14 @@ def test_bad_methods_give_one_line_and_exit_code_2(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
     assert not os.listdir(tmp_path)
+
+
+def test_an_output_dir_that_cannot_be_made_gives_one_line_and_exit_code_2(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    output_dir = blocker / "comparison"
+    result = run_benchmark("benchmarks.compare", "--methods=random", "--seeds=1", f"--output_dir={output_dir}")
+    assert_usage_error(result, f"--output_dir={output_dir}: not writable", output_dir)
 
 
 def test_a_malformed_results_file_gives_one_line_and_exit_code_2(fake_runs):
