@@ -209,7 +209,7 @@ def main(argv):
     unknown = [method for method in FLAGS.methods if method not in METHODS]
     if unknown or not FLAGS.methods:
         usage_error(f"--methods={','.join(FLAGS.methods)}: unknown method {(unknown or [''])[0]!r}; "
-                     f"choose from {', '.join(METHODS)}")
+                    f"choose from {', '.join(METHODS)}")
     if FLAGS.seeds < 1:
         usage_error(f"--seeds={FLAGS.seeds}: must be at least 1")
     if not FLAGS.output_dir:

@@ -66,7 +66,6 @@ flags.DEFINE_string("output", None, "Append one JSON line per evaluation here.")
 FLAGS = flags.FLAGS
 
 
-
 def check_flags(argv):
     """Exits with one line and code 2 on a flag no training can use."""
     check_training_flags(argv, (("labels", 1), ("steps", 1), ("every", 1), ("batch_size", 1), ("seed", 0)),

@@ -56,6 +56,7 @@ flags.DEFINE_integer("judge_epochs", 0, "Train a supervised judge CNN on all lab
 flags.DEFINE_string("output", None, "Append one JSON line per evaluation here.")
 FLAGS = flags.FLAGS
 
+
 def train_judge(data, epochs):
     """A small CNN trained on every training label: the judge of G's classes (diagnostic only)."""
     judge = keras.Sequential([

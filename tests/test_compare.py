@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -62,12 +61,9 @@ def test_passthrough_keeps_mains_flags_only():
 
 
 def test_bad_methods_give_one_line_and_exit_code_2(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for argument, culprit in (("--methods=aral,margin", "--methods=aral,margin: unknown method 'margin'"),
                               ("--targets=90", "--targets=90")):
-        result = subprocess.run([sys.executable, "-m", "benchmarks.compare", argument, f"--output_dir={tmp_path}"],
-                                capture_output=True, text=True, cwd=root, check=False, timeout=300,
-                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        result = run_benchmark("benchmarks.compare", argument, f"--output_dir={tmp_path}")
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
@@ -83,15 +79,13 @@ def test_an_output_dir_that_cannot_be_made_gives_one_line_and_exit_code_2(tmp_pa
 
 
 def test_a_malformed_results_file_gives_one_line_and_exit_code_2(fake_runs):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.path.join(fake_runs, "aral", "seed_1", "results.jsonl")
     with open(path, "a", encoding="utf-8") as stream:
         stream.write("{not json\n")
     with open(path, "rb") as stream:
         before = stream.read()
-    result = subprocess.run([sys.executable, "-m", "benchmarks.compare", "--methods=aral", "--seeds=2", "--cycles=2",
-                             "--norun", f"--output_dir={fake_runs}"], capture_output=True, text=True, cwd=root,
-                            check=False, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    result = run_benchmark("benchmarks.compare", "--methods=aral", "--seeds=2", "--cycles=2", "--norun",
+                           f"--output_dir={fake_runs}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {path}: line 4 is not JSON"], result.stderr
     with open(path, "rb") as stream:
