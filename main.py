@@ -17,70 +17,43 @@ import datetime
 import math
 import os
 import shutil
-import sys
 import tempfile
 
-from aral_tf.quiet import muted_native_stderr  # Imports no TensorFlow.
+from aral_tf.cli import import_tensorflow_quietly  # Imports no TensorFlow.
 
-with muted_native_stderr():
-    # TensorFlow's C++ start-up lines (CUDA probing on a CPU-only host) come before logging is configured.
-    import tensorflow  # pylint: disable=unused-import
+import_tensorflow_quietly()
 
 # pylint: disable=wrong-import-position
-from absl import app
-from absl import flags
+from absl import app, flags
 import keras
 import numpy as np
 import tensorflow as tf
 
+from aral_tf import cli
 from aral_tf import data as data_lib
+from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
+from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
 from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
-from aral_tf.losses import LossWeights
 from aral_tf.loop import LoopConfig, run_active_learning
+from aral_tf.losses import LossWeights
 from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
 from aral_tf.model import NETWORKS, OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
-from aral_tf.run_state import (LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint,
-                               write_atomic)
+from aral_tf.run_state import LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
 from aral_tf.summaries import TensorBoardLogger
-from aral_tf.training import StrategyError, is_chief, make_strategy, same_on_every_worker
 from flags import definitions
 
 FLAGS = flags.FLAGS
-
-USAGE_EXIT_CODE = 2
 
 # TensorFlow's INFO lines (e.g. while probing for a TPU) and Python warnings (e.g. about an unreadable
 # checkpoint state file) would add lines to our one-line errors; our own checks report those problems.
 tf.get_logger().setLevel("ERROR")
 
 
-class UsageError(Exception):
-    """A mistake in the command line or its input files; printed as one line, exit code 2."""
-
-
-def with_dataset_flagfile(argv):
-    """Puts the chosen dataset's flagfile right after the program name, so explicit flags win."""
-    dataset = definitions.DEMO_DATASET
-    for position, argument in enumerate(argv[1:], start=1):
-        if argument.startswith("--dataset="):
-            dataset = argument.split("=", 1)[1]
-        elif argument == "--dataset" and position + 1 < len(argv):
-            dataset = argv[position + 1]
-    flagfile = definitions.flagfile_for(dataset)
-    if flagfile is None:
-        return list(argv)
-    return [argv[0], f"--flagfile={flagfile}"] + list(argv[1:])
-
-
 def parse_flags(argv):
-    """absl flag parsing with the dataset's defaults; a bad flag exits with code 2 and one line."""
-    try:
-        return FLAGS(with_dataset_flagfile(argv))
-    except flags.Error as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+    """absl flag parsing with the chosen dataset's flagfile first; a bad flag exits with code 2 and one line."""
+    return cli.parse_flags(argv, FLAGS, prepare=definitions.with_dataset_flagfile)
 
 
 def _check_counts():
@@ -145,8 +118,8 @@ def _hyperparameters(network_config):
     names = ("dataset", "initial_labels", "budget", "cycles", "train_steps", "batch_size", "seed", "width",
              "latent_dim", "input_noise_std", "hidden_noise_std", "dropout_rate", "lambda_gan", "lambda_cls",
              "lambda_trd", "lambda_adv", "beta", "feature_matching", "class_feature_matching", "generator_gan",
-             "generated_cls", "lr_encoder_generator", "lr_discriminator",
-             "lr_sampler", "lr_classifier", "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
+             "generated_cls", "lr_encoder_generator", "lr_discriminator", "lr_sampler", "lr_classifier",
+             "adam_beta_1", "classifier_average", "strategy", "jit_compile", "mixed_precision",
              "method", "mc_passes", "selection")
     return {"architecture": network_config.architecture, **{name: FLAGS[name].value for name in names},
             "restart_each_cycle": ",".join(FLAGS.restart_each_cycle)}
@@ -178,16 +151,6 @@ def _mismatch_message(mismatch):
     started = (f"without --{mismatch.key}" if mismatch.started is None
                else f"with --{mismatch.key}={mismatch.started}")
     return f"{given}: this run was started {started}; {advice}"
-
-
-def require_writable(flag, directory):
-    """Creates `directory` and checks that it is writable; nothing in it is changed."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as error:
-        raise UsageError(f"--{flag}={directory}: not writable ({error.strerror or error})") from None
 
 
 def _output_dir():
@@ -387,20 +350,21 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
 
 
 def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+    refuse_arguments(argv)
     try:
         run()
     except AwaitingLabels as request:
         print(f"Waiting for labels: {request}", flush=True)
     except (UsageError, RunStateError, LabelsFileError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+        fail(error)
     except FloatingPointError as error:
-        print(f"error: {error}; the finished cycles and the last good checkpoint are kept", file=sys.stderr)
-        sys.exit(1)
+        fail(f"{error}; the finished cycles and the last good checkpoint are kept", FAILURE_EXIT_CODE)
+
+
+def console_main():
+    """The `aral-tf` console command: `python main.py` with the same flags."""
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    console_main()

@@ -22,14 +22,12 @@ discriminator, "generator" for G and VAAL's decoder, "encoder" and "sampler" for
 import contextlib
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from aral_tf import losses
 from aral_tf.data import to_model_range
 from aral_tf.networks import Discriminator, Encoder, Generator, Sampler
 from aral_tf.optimizers import AveragingAdam, clear_state
-from aral_tf.training import SeededStream
 
 
 def adam(optimizer_config, learning_rate, variables, average=False):
@@ -377,21 +375,3 @@ class VAALWithGANClassifier(VAALWithClassifier):
             tf.stop_gradient(self.gan.generate(batch, training=False)), tf.cast(batch["prior_labels"], tf.int32),
             generated_weight=self.generated_weight)
         return {**gan_losses, **vaal_losses, "loss_classifier": classifier_loss}
-
-
-class LabeledBatches(SeededStream):
-    """Seeded batches of labeled images only, drawn with replacement (for the supervised learners)."""
-
-    def __init__(self, images, labels, labeled_indices, batch_size, seed):
-        self._images = images
-        self._labeled_indices = np.asarray(labeled_indices, dtype=np.int64)
-        self._labels = np.asarray(labels, dtype=np.int64)
-        self._batch_size = batch_size
-        self._rng = np.random.default_rng(seed)
-        if len(self._labels) != len(self._labeled_indices):
-            raise ValueError("labels must give one label per labeled index")
-
-    def next(self):
-        positions = self._rng.integers(0, len(self._labeled_indices), self._batch_size)
-        return {"labeled_images": self._images[self._labeled_indices[positions]],
-                "labels": self._labels[positions]}

@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from aral_tf.cli import one_line
+
 DEMO_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo", "mnist_demo.npz")
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
@@ -105,9 +107,6 @@ class ImageData:
         return len(self.x_train)
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
 
 def _load_numpy(path: str, prefix: str, kind: str):
     """np.load without pickle; a missing or unreadable file becomes a one-line DataError."""
@@ -116,7 +115,7 @@ def _load_numpy(path: str, prefix: str, kind: str):
     except FileNotFoundError:
         raise DataError(f"{prefix}no such file") from None
     except _READ_ERRORS as error:
-        raise DataError(f"{prefix}not a readable {kind} file ({_one_line(error)})") from None
+        raise DataError(f"{prefix}not a readable {kind} file ({one_line(error)})") from None
 
 
 def _shape_text(shape) -> str:
@@ -202,7 +201,7 @@ def load_npz(
         try:
             arrays = {key: archive[key] for key in NPZ_ARRAYS}
         except _READ_ERRORS as error:
-            raise DataError(f"{prefix}cannot read arrays ({_one_line(error)})") from None
+            raise DataError(f"{prefix}cannot read arrays ({one_line(error)})") from None
     return _validated(arrays, prefix, num_classes, class_names)
 
 

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from aral_tf.data import resize_uint8
 from aral_tf.model import ARALModel
+from aral_tf.run_state import replaced_atomically
 
 CLASSIFIER = "classifier"
 SAMPLER = "sampler"
@@ -223,20 +224,10 @@ def export_run(model, export_dir):
 
 def save_model(model, path):
     """Saves the whole model (networks, optimizer states, moving average) as a .keras file, atomically."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
-    os.close(handle)
-    try:
-        with warnings.catch_warnings():
-            # ARALModel builds its networks in __init__; Keras only sees that it was never called.
-            warnings.filterwarnings("ignore", message="You are saving a model that has not yet been built")
-            model.save(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with replaced_atomically(path, suffix=".keras") as temporary, warnings.catch_warnings():
+        # ARALModel builds its networks in __init__; Keras only sees that it was never called.
+        warnings.filterwarnings("ignore", message="You are saving a model that has not yet been built")
+        model.save(temporary)
 
 
 def load_model(path):

@@ -12,7 +12,8 @@ import tensorflow as tf
 from aral_tf import baselines
 from aral_tf.acquisition import select_lowest, select_queries, unlabeled_indices
 from aral_tf.model import ARALModel
-from aral_tf.training import BatchStream, Trainer, predict_in_batches
+from aral_tf.pipeline import BatchStream, LabeledBatches
+from aral_tf.training import Trainer, predict_in_batches
 
 METHODS = {
     "aral": "ARAL: the co-trained model, lowest S(E(x, C(x)))",
@@ -130,7 +131,7 @@ class Method:
     def stream(self, images, labels, labeled_indices, batch_size, seed):
         """The seeded training batches of this learner; `labels` are those of `labeled_indices` only."""
         if self.labeled_only:
-            return baselines.LabeledBatches(images, labels, labeled_indices, batch_size, seed)
+            return LabeledBatches(images, labels, labeled_indices, batch_size, seed)
         config = self.learner.network_config
         return BatchStream(images, labels, labeled_indices, batch_size, config.latent_dim, config.num_classes,
                            seed=seed)

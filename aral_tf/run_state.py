@@ -28,6 +28,8 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
+from aral_tf.cli import one_line
+
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 CHECKPOINT_DIR = "checkpoints"
@@ -51,21 +53,32 @@ class IdentityMismatch(Exception):
         self.key, self.started, self.given = key, started, given
 
 
-def write_atomic(path, payload):
-    """Writes bytes to `path` through a temporary file in the same directory and a rename."""
+@contextlib.contextmanager
+def replaced_atomically(path, suffix=""):
+    """Yields a temporary path beside `path`; on a clean exit it replaces `path`, else it is deleted.
+
+    Readers see the old file or the whole new one, never a part (a rename within one directory).
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=suffix)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
+        yield temporary
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_atomic(path, payload):
+    """Writes bytes to `path` through a synced temporary file in the same directory and a rename."""
+    with replaced_atomically(path) as temporary:
+        with open(temporary, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
 
 
 def save_indices(path, indices):
@@ -132,7 +145,7 @@ class RunDirectory:
             with open(self.run_path, encoding="utf-8") as stream:
                 stored = json.load(stream)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RunStateError(f"{self.run_path}: unreadable ({_one_line(error)})") from None
+            raise RunStateError(f"{self.run_path}: unreadable ({one_line(error)})") from None
         if (not isinstance(stored, dict) or stored.get("format") != RUN_FORMAT
                 or not isinstance(stored.get("run_id"), str) or not isinstance(stored.get("identity"), dict)):
             raise RunStateError(f"{self.run_path}: not a run file of this version (format {RUN_FORMAT})")
@@ -205,14 +218,11 @@ class RunDirectory:
         try:
             values = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
-            raise RunStateError(f"{path}: unreadable ({_one_line(error)})") from None
+            raise RunStateError(f"{path}: unreadable ({one_line(error)})") from None
         if not isinstance(values, np.ndarray) or values.dtype != np.int64 or values.ndim != 1:
             raise RunStateError(f"{path}: not a rank-1 int64 array")
         return values
 
-
-def _one_line(error):
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 @dataclasses.dataclass
@@ -277,7 +287,7 @@ class RunCheckpoint:
         try:
             self._checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as error:  # pylint: disable=broad-except  # damaged files raise many types
-            raise RunStateError(f"{path}: does not fit this model ({_one_line(error)[:200]})") from None
+            raise RunStateError(f"{path}: does not fit this model ({one_line(error, limit=200)})") from None
         try:
             return TrainingPosition(**stored)
         except TypeError:
@@ -289,7 +299,7 @@ class RunCheckpoint:
             text = tf.train.load_checkpoint(path).get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE")
             stored = json.loads(text)
         except Exception as error:  # pylint: disable=broad-except  # damaged files raise many types
-            raise RunStateError(f"{path}: unreadable checkpoint ({_one_line(error)[:200]})") from None
+            raise RunStateError(f"{path}: unreadable checkpoint ({one_line(error, limit=200)})") from None
         if not isinstance(stored, dict):
             raise RunStateError(f"{path}: unreadable checkpoint (no training position)")
         return stored

@@ -9,8 +9,8 @@ Tags written to the log directory:
 """
 
 import numpy as np
-import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
+import tensorflow as tf
 
 ACCURACY_TAG = "test_accuracy"
 IMAGES_TAG = "generated_images"

@@ -21,14 +21,18 @@ import re
 import subprocess
 import sys
 
-import numpy as np
-from absl import app
-from absl import flags
+from aral_tf import cli
 
-import main as main_lib
-from aral_tf.run_state import RunDirectory, RunStateError, write_atomic
+cli.import_tensorflow_quietly()
+
+# pylint: disable=wrong-import-position
+from absl import app, flags
+import numpy as np
+
+from aral_tf.cli import USAGE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
 from aral_tf.methods import FULL, METHODS
-from benchmarks.cli import usage_error
+from aral_tf.run_state import RunDirectory, RunStateError, write_atomic
+from flags import definitions
 
 flags.DEFINE_list("methods", ["aral", "vaal", "random", "entropy", "bald"],
                   f"Methods to compare, from: {', '.join(METHODS)}.")
@@ -42,7 +46,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags the runner sets per run (or reads itself); every other flag goes to main.py unchanged.
 OWN_FLAGS = ("methods", "seeds", "targets", "run", "norun", "output_dir", "method", "seed", "progress", "noprogress")
 COLORS = {"aral": "tab:red", "vaal": "tab:blue", "random": "tab:gray", "entropy": "tab:green",
-          "bald": "tab:purple", "coreset": "tab:orange", "full": "black", "aral_random": "tab:pink", "aral_no_encoder": "tab:brown",
+          "bald": "tab:purple", "coreset": "tab:orange", "full": "black", "aral_random": "tab:pink",
+          "aral_no_encoder": "tab:brown",
           "aral_no_cotrain": "tab:olive"}
 
 
@@ -203,31 +208,35 @@ def write_summary(output_dir, methods, cycles, targets, title):
     return rows
 
 
+def parse_flags(argv):
+    """main.py's flags (with the dataset's flagfile first) and the comparison's own."""
+    return cli.parse_flags(argv, FLAGS, prepare=definitions.with_dataset_flagfile)
+
+
 def main(argv):
-    if len(argv) > 1:
-        usage_error(f"unexpected arguments {' '.join(argv[1:])}")
+    refuse_arguments(argv)
     unknown = [method for method in FLAGS.methods if method not in METHODS]
     if unknown or not FLAGS.methods:
-        usage_error(f"--methods={','.join(FLAGS.methods)}: unknown method {(unknown or [''])[0]!r}; "
+        fail(f"--methods={','.join(FLAGS.methods)}: unknown method {(unknown or [''])[0]!r}; "
                     f"choose from {', '.join(METHODS)}")
     if FLAGS.seeds < 1:
-        usage_error(f"--seeds={FLAGS.seeds}: must be at least 1")
+        fail(f"--seeds={FLAGS.seeds}: must be at least 1")
     if not FLAGS.output_dir:
-        usage_error("--output_dir: required (the comparison's directory)")
+        fail("--output_dir: required (the comparison's directory)")
     try:
         targets = [float(target) for target in FLAGS.targets]
     except ValueError:
         targets = [-1.0]
     if not all(0.0 <= target <= 1.0 for target in targets):
-        usage_error(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
+        fail(f"--targets={','.join(FLAGS.targets)}: must be accuracies in [0, 1]")
     try:
-        main_lib.require_writable("output_dir", FLAGS.output_dir)
-    except main_lib.UsageError as error:
-        usage_error(str(error))
+        require_writable("output_dir", FLAGS.output_dir)
+    except UsageError as error:
+        fail(str(error))
     try:
         run_and_summarize(targets)
     except RunStateError as error:
-        usage_error(str(error))
+        fail(str(error))
 
 
 def run_and_summarize(targets):
@@ -243,7 +252,7 @@ def run_and_summarize(targets):
         if code:
             log_file = f"{run_dir_of(FLAGS.output_dir, method, seed)}.log"
             failures.append(f"{method} seed {seed} (exit code {code}; see {log_file})")
-            if code == main_lib.USAGE_EXIT_CODE:
+            if code == USAGE_EXIT_CODE:
                 break
     title = f"{FLAGS.dataset}, {FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''}"
     write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, targets, title)
@@ -254,4 +263,4 @@ def run_and_summarize(targets):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=main_lib.parse_flags)
+    app.run(main, flags_parser=parse_flags)

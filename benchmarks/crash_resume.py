@@ -4,7 +4,7 @@
         -- MAIN_FLAGS...
 
 1. runs main.py with MAIN_FLAGS (without --output_dir) uninterrupted in DIR/reference, logging
-   every event (see tests/crash_harness.py);
+   every event (see benchmarks/crash_harness.py);
 2. draws --points of those events at random, sorted in the order they happened: with
    --sampling=kinds a kind uniformly (step, checkpoint, file, rename, evaluate, score, cycle), then
    one event of that kind; with --sampling=events uniformly over all events (mostly training steps
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from tests.crash_harness import compare_runs, run_to_end, run_until
+from benchmarks.crash_harness import compare_runs, run_to_end, run_until
 
 
 def _parse(argv):
@@ -81,7 +81,7 @@ def main(argv):
     kinds = sorted({point.split(":", 1)[0] for point in points})
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}")
-    print(f"| kill points | killed by SIGKILL | same labeled sets, labels, selections | cycles | max abs diff "
+    print("| kill points | killed by SIGKILL | same labeled sets, labels, selections | cycles | max abs diff "
           "accuracy | max abs diff mean losses | max abs diff final weights | uninterrupted s | with kills s |")
     print("| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     print(f"| {len(points)} | {len(killed)} | {'yes' if differences['same_files'] else 'NO'} | "

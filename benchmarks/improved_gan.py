@@ -25,11 +25,10 @@ experiments do; it reads the pool's labels, so it is a reference setting, never 
 import json
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from aral_tf.quiet import muted_native_stderr
-from benchmarks.cli import check_training_flags, parse_flags, usage_error
+from aral_tf.cli import fail, muted_native_stderr, parse_flags
+from benchmarks.cli import check_training_flags
 
 with muted_native_stderr():
     # pylint: disable=wrong-import-position
@@ -72,10 +71,10 @@ def check_flags(argv):
                          positive=("lr_discriminator", "lr_generator"),
                          non_negative=("generated_cls", "class_feature_matching", "generator_gan"))
     if not 0 <= FLAGS.average < 1:
-        usage_error(f"--average={FLAGS.average}: must be in [0, 1)")
+        fail(f"--average={FLAGS.average}: must be in [0, 1)")
     for name in ("generated_cls", "class_feature_matching", "generator_gan"):
         if FLAGS[name].value and FLAGS.generator != "aral":
-            usage_error(f"--{name}={FLAGS[name].value}: needs --generator=aral (Improved-GAN's G has no class input)")
+            fail(f"--{name}={FLAGS[name].value}: needs --generator=aral (Improved-GAN's G has no class input)")
 
 
 def main(argv):
@@ -85,13 +84,13 @@ def main(argv):
     try:
         _, data = data_lib.load_dataset(FLAGS.dataset, FLAGS.data_file, None)
     except data_lib.DataError as error:
-        usage_error(str(error))
+        fail(str(error))
     if FLAGS.labels >= data.pool_size:
-        usage_error(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
+        fail(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
     try:
         labeled = draw_labeled(data.y_train, FLAGS.labels, FLAGS.label_draw, FLAGS.seed, data.num_classes)
     except ValueError as error:
-        usage_error(str(error))
+        fail(str(error))
     config = NetworkConfig(image_shape=data.image_shape, num_classes=data.num_classes)
     options = {name: FLAGS[name].value for name in (
         "generator", "discriminator_weighting", "lr_discriminator", "lr_generator", "average", "generated_cls",

@@ -18,11 +18,10 @@ that the averaged C reads as y. Eq. 9 trains C on those images with those labels
 import json
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from aral_tf.quiet import muted_native_stderr
-from benchmarks.cli import check_training_flags, parse_flags, usage_error
+from aral_tf.cli import fail, muted_native_stderr, parse_flags
+from benchmarks.cli import check_training_flags
 
 with muted_native_stderr():  # Also while listing devices, which logs a CUDA probe on CPU-only hosts.
     # pylint: disable=wrong-import-position
@@ -36,7 +35,8 @@ with muted_native_stderr():  # Also while listing devices, which logs a CUDA pro
     from aral_tf.losses import LossWeights
     from aral_tf.model import ARALModel, OptimizerConfig
     from aral_tf.networks import NetworkConfig
-    from aral_tf.training import BatchStream, Trainer
+    from aral_tf.pipeline import BatchStream
+    from aral_tf.training import Trainer
     tf.config.list_physical_devices()
 
 flags.DEFINE_string("dataset", "mnist", "Dataset name (see main.py).")
@@ -97,9 +97,9 @@ def main(argv):
     try:
         _, data = data_lib.load_dataset(FLAGS.dataset, FLAGS.data_file, None)
     except data_lib.DataError as error:
-        usage_error(str(error))
+        fail(str(error))
     if FLAGS.labels >= data.pool_size:
-        usage_error(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
+        fail(f"--labels={FLAGS.labels}: must be less than the pool's {data.pool_size} images")
     labeled = np.sort(data_lib.initial_indices(data.pool_size, FLAGS.labels, FLAGS.seed))
     config = NetworkConfig(image_shape=data.image_shape, num_classes=data.num_classes)
     judge = train_judge(data, FLAGS.judge_epochs) if FLAGS.judge_epochs else None

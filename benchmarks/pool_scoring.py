@@ -22,9 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from aral_tf.acquisition import score_pool, select_lowest
+from aral_tf.distribution import make_strategy
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
-from aral_tf.training import make_strategy
 
 IMAGE_SHAPE = (28, 28, 1)
 PIXELS = int(np.prod(IMAGE_SHAPE))

@@ -19,12 +19,14 @@ import os
 import sys
 import time
 
-import numpy as np
 import keras
+import numpy as np
 
+from aral_tf.distribution import make_strategy
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
-from aral_tf.training import BatchStream, Trainer, input_pipeline, make_strategy
+from aral_tf.pipeline import BatchStream, input_pipeline
+from aral_tf.training import Trainer
 
 # name: (image shape, architecture, the flagfile's batch size, timed steps per width)
 MODELS = {

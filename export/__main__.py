@@ -8,55 +8,39 @@ Writes EXPORT_DIR/classifier/<version>/ and EXPORT_DIR/sampler/<version>/ from R
 """
 
 import os
-import sys
-import tempfile
 import zipfile
 
-from export import import_tensorflow_quietly
+from aral_tf.cli import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
 # pylint: disable=wrong-import-position
-from absl import app
-from absl import flags
+from absl import app, flags
 
+from aral_tf import cli
 from aral_tf import export as export_lib
+from aral_tf.cli import UsageError, fail, one_line, refuse_arguments, require_writable
 
 flags.DEFINE_string("run_dir", None, "Output directory of a finished run (holds model.keras).")
 flags.DEFINE_string("export_dir", None, "Where the SavedModels go; default RUN_DIR/export.")
 
 FLAGS = flags.FLAGS
 
-USAGE_EXIT_CODE = 2
-
 # What loading a missing, truncated or foreign .keras file raises.
 _LOAD_ERRORS = (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile)
 
 
-class UsageError(Exception):
-    """A mistake in the command line or the run directory; printed as one line, exit code 2."""
-
-
 def parse_flags(argv):
     """absl flag parsing; a bad flag exits with code 2 and one line."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+    return cli.parse_flags(argv, FLAGS)
 
 
 def _writable_export_dir():
     export_dir = FLAGS.export_dir or os.path.join(FLAGS.run_dir, export_lib.EXPORT_SUBDIR)
-    flag = "--export_dir" if FLAGS.export_dir else "--run_dir"
-    try:
-        os.makedirs(export_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=export_dir):
-            pass
-    except OSError as error:
-        value = FLAGS.export_dir or FLAGS.run_dir
-        raise UsageError(f"{flag}={value}: export directory {export_dir} is not writable "
-                         f"({error.strerror or error})") from None
+    if FLAGS.export_dir:
+        require_writable("export_dir", export_dir)
+    else:
+        require_writable("run_dir", export_dir, shown=FLAGS.run_dir)
     return export_dir
 
 
@@ -74,23 +58,25 @@ def run():
     try:
         model = export_lib.load_model(model_path)
     except _LOAD_ERRORS as error:
-        message = " ".join(str(error).split()) or type(error).__name__
+        message = one_line(error)
         raise UsageError(f"--run_dir={run_dir}: {export_lib.MODEL_FILE} cannot be loaded ({message})") from None
     return export_lib.export_run(model, _writable_export_dir())
 
 
 def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {' '.join(argv[1:])}", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+    refuse_arguments(argv)
     try:
         paths = run()
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+        fail(error)
     for name, path in paths.items():
         print(f"{name}: {path}")
 
 
-if __name__ == "__main__":
+def console_main():
+    """The `aral-tf-export` console command: `python -m export` with the same flags."""
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    console_main()

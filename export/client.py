@@ -10,26 +10,22 @@ checked without a model server (tests/test_export_client.py feeds them through t
 
 import base64
 import json
-import sys
 import urllib.error
 import urllib.request
 
-from export import import_tensorflow_quietly
+from aral_tf import cli
 
-import_tensorflow_quietly()
+cli.import_tensorflow_quietly()
 
 # pylint: disable=wrong-import-position
-from absl import app
-from absl import flags
+from absl import app, flags
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
-from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 DEFAULT_SERVERS = {"rest": "localhost:8501", "grpc": "localhost:8500"}
 DEFAULT_SIGNATURE = "serving_default"
-USAGE_EXIT_CODE = 2
 
 flags.DEFINE_enum("protocol", "rest", list(DEFAULT_SERVERS), "REST (JSON over HTTP) or gRPC.")
 flags.DEFINE_string("server", None, "host:port of the model server; default localhost:8501 (REST), "
@@ -137,20 +133,17 @@ def predict_files(paths, protocol="rest", server=None, model="classifier", timeo
 def main(argv):
     paths = argv[1:]
     if not paths:
-        print("error: give one or more image files (PNG or JPEG)", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+        cli.fail("give one or more image files (PNG or JPEG)")
     try:
         outputs = predict_files(paths, FLAGS.protocol, FLAGS.server, FLAGS.model, FLAGS.timeout)
     except OSError as error:
-        print(f"error: {error.filename}: cannot read ({error.strerror or error})", file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+        cli.fail(f"{error.filename}: cannot read ({error.strerror or error})")
     except ServingError as error:
-        message = " ".join(str(error).split())
-        print(f"error: --server={FLAGS.server or DEFAULT_SERVERS[FLAGS.protocol]}: {message}", file=sys.stderr)
-        sys.exit(1)
+        cli.fail(f"--server={FLAGS.server or DEFAULT_SERVERS[FLAGS.protocol]}: {cli.one_line(error)}",
+                 cli.FAILURE_EXIT_CODE)
     for index, path in enumerate(paths):
         print(json.dumps({"file": path, **{name: value[index].tolist() for name, value in outputs.items()}}))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=lambda argv: cli.parse_flags(argv, FLAGS))

@@ -10,7 +10,7 @@ import os
 from absl import flags
 
 from aral_tf.data import ALIASES
-from aral_tf.training import STRATEGIES
+from aral_tf.distribution import STRATEGIES
 
 FLAGFILE_DIR = os.path.dirname(os.path.abspath(__file__))
 DEMO_DATASET = "demo"
@@ -122,3 +122,17 @@ def flagfile_for(dataset):
     else:
         return None
     return os.path.join(FLAGFILE_DIR, f"{name}.flags")
+
+
+def with_dataset_flagfile(argv):
+    """Puts the chosen dataset's flagfile right after the program name, so explicit flags win."""
+    dataset = DEMO_DATASET
+    for position, argument in enumerate(argv[1:], start=1):
+        if argument.startswith("--dataset="):
+            dataset = argument.split("=", 1)[1]
+        elif argument == "--dataset" and position + 1 < len(argv):
+            dataset = argv[position + 1]
+    flagfile = flagfile_for(dataset)
+    if flagfile is None:
+        return list(argv)
+    return [argv[0], f"--flagfile={flagfile}"] + list(argv[1:])

@@ -9,3 +9,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+# tf.test.TestCase's deprecated `test_session` is a context manager, not a test: keep pytest from collecting
+# (and skipping) it in every TestCase.
+tf.test.TestCase.test_session.__test__ = False

@@ -9,9 +9,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aral_tf.distribution import make_strategy
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
-from aral_tf.training import BatchStream, Trainer, make_strategy
+from aral_tf.pipeline import BatchStream
+from aral_tf.training import Trainer
 
 TINY_SHAPE = (8, 8, 1)
 
@@ -19,8 +21,8 @@ TINY_SHAPE = (8, 8, 1)
 def tiny_config(architecture="mlp", image_shape=TINY_SHAPE, noise=0.0, **kwargs):
     """A small network config; noise and dropout off by default so steps are reproducible anywhere."""
     return NetworkConfig(image_shape=image_shape, num_classes=3, architecture=architecture, latent_dim=4,
-                         width=0.02, sampler_units=16, input_noise_std=noise, hidden_noise_std=noise, dropout_rate=noise,
-                         **kwargs)
+                         width=0.02, sampler_units=16, input_noise_std=noise, hidden_noise_std=noise,
+                         dropout_rate=noise, **kwargs)
 
 
 def tiny_images(count, image_shape=TINY_SHAPE, seed=0):

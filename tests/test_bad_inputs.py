@@ -21,12 +21,12 @@ import subprocess
 import sys
 import tempfile
 
+from absl import flags
 import numpy as np
 import pytest
-from absl import flags
 
-import main
 from export import __main__ as export_command
+import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -266,7 +266,7 @@ CASES = [
     Case("export of a damaged model", ("--run_dir={run}",), "model.keras cannot be loaded", command="export",
          prepare=_overwrite("model.keras", b"not a zip")),
     Case("export to a directory below a file", ("--run_dir={run}", "--export_dir={blocker}/models"),
-         "--export_dir={blocker}/models: export directory", command="export"),
+         "--export_dir={blocker}/models: not writable", command="export"),
     Case("export with an unknown flag", ("--run_dir={run}", "--format=onnx"), "format", command="export"),
 ]
 

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from aral_tf import baselines
+from aral_tf.distribution import make_strategy
 from aral_tf.losses import LossWeights
 from aral_tf.model import OptimizerConfig
-from aral_tf.training import BatchStream, Trainer, make_strategy
+from aral_tf.pipeline import BatchStream
+from aral_tf.training import Trainer
 from tests.helpers import tiny_config, tiny_images
 
 LEARNERS = {
@@ -69,17 +71,6 @@ def test_vaal_scores_are_probabilities():
     vaal = baselines.VAAL(tiny_config(), LossWeights(), OptimizerConfig())
     scores = np.asarray(vaal.acquisition_scores(tiny_images(7)))
     assert scores.shape == (7,) and np.all((scores > 0) & (scores < 1))
-
-
-def test_labeled_batches_draw_only_labeled_images_with_their_labels():
-    images = tiny_images(10)
-    batch = baselines.LabeledBatches(images, np.array([2, 0]), np.array([7, 3]), 6, seed=1).next()
-    for image, label in zip(batch["labeled_images"], batch["labels"]):
-        index = 7 if label == 2 else 3
-        np.testing.assert_array_equal(image, images[index])
-    with pytest.raises(ValueError, match="one label per labeled index"):
-        baselines.LabeledBatches(images, np.array([2]), np.array([7, 3]), 6, seed=1)
-    assert len(batch["labels"]) == 6
 
 
 def test_no_cotrain_weighs_generated_images_as_eq9():

@@ -1,39 +1,47 @@
-"""benchmarks.cli: one-line errors with exit code 2, and the curve tools' flag checks."""
+"""aral_tf.cli: one-line errors and exit codes, flag parsing, muted native stderr, writability."""
+
+import os
 
 from absl import flags
 import pytest
 
-from benchmarks import cli
+from aral_tf import cli
 
 
-def make_values(output):
-    """A fresh FlagValues with the flags check_training_flags reads, parsed from defaults."""
-    values = flags.FlagValues()
-    flags.DEFINE_integer("steps", 10, "", flag_values=values)
-    flags.DEFINE_integer("every", 5, "", flag_values=values)
-    flags.DEFINE_float("rate", 1e-3, "", flag_values=values)
-    flags.DEFINE_float("weight", 0.0, "", flag_values=values)
-    flags.DEFINE_string("output", output, "", flag_values=values)
-    values(["tool"])
-    return values
-
-
-def check(values, argv=("tool",)):
-    cli.check_training_flags(list(argv), (("steps", 1), ("every", 1)), ("rate",), ("weight",), values=values)
-
-
-def error_line(capsys, call):
-    """Runs `call`, which must exit with code 2; returns its one stderr line."""
+def error_line(capsys, call, code=cli.USAGE_EXIT_CODE):
+    """Runs `call`, which must exit with `code`; returns its one stderr line."""
     with pytest.raises(SystemExit) as exited:
         call()
-    assert exited.value.code == cli.USAGE_EXIT_CODE
+    assert exited.value.code == code
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     return lines[0]
 
 
-def test_usage_error_prints_one_line_and_exits_2(capsys):
-    assert error_line(capsys, lambda: cli.usage_error("--x=1: bad")) == "error: --x=1: bad"
+def test_native_stderr_is_muted_inside_and_restored_after(capfd):
+    with cli.muted_native_stderr():
+        os.write(2, b"native start-up line\n")
+    os.write(2, b"our one-line error\n")
+    assert capfd.readouterr().err == "our one-line error\n"
+
+
+def test_stderr_comes_back_when_the_body_raises(capfd):
+    with pytest.raises(ImportError):
+        with cli.muted_native_stderr():
+            raise ImportError("no such module")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
+
+
+def test_fail_prints_one_line_with_its_exit_code(capsys):
+    assert error_line(capsys, lambda: cli.fail("--x=1: bad")) == "error: --x=1: bad"
+    assert error_line(capsys, lambda: cli.fail("disk full", cli.FAILURE_EXIT_CODE),
+                      code=cli.FAILURE_EXIT_CODE) == "error: disk full"
+
+
+def test_one_line_joins_a_multi_line_message_and_names_a_bare_error():
+    assert cli.one_line(ValueError("first\n  second")) == "first second"
+    assert cli.one_line(KeyError()) == "KeyError"
 
 
 def test_parse_flags_reports_an_unknown_flag_in_one_line(capsys):
@@ -45,30 +53,35 @@ def test_parse_flags_reports_an_unknown_flag_in_one_line(capsys):
     assert line.startswith("error: ") and "stepz" in line
 
 
-def test_sound_flags_pass(tmp_path):
-    check(make_values(str(tmp_path / "curve.jsonl")))
-    (tmp_path / "curve.jsonl").write_text("{}\n")
-    check(make_values(str(tmp_path / "curve.jsonl")))  # An existing file is appended to.
+def test_a_missing_flagfile_is_one_line_without_absl_prefixes(capsys, tmp_path):
+    values = flags.FlagValues()
+    missing = tmp_path / "missing.flags"
+    line = error_line(capsys, lambda: cli.parse_flags(["tool", f"--flagfile={missing}"], values))
+    assert "ERROR:" not in line and str(missing) in line
 
 
-@pytest.mark.parametrize("argv, setting, message", [
-    (("tool", "extra"), {}, "error: unexpected arguments extra"),
-    (("tool",), {"steps": 0}, "error: --steps=0: must be at least 1"),
-    (("tool",), {"every": 20}, "error: --every=20: more than --steps=10, so nothing would be evaluated"),
-    (("tool",), {"rate": 0.0}, "error: --rate=0.0: must be positive"),
-    (("tool",), {"rate": float("inf")}, "error: --rate=inf: must be positive"),
-    (("tool",), {"weight": -0.5}, "error: --weight=-0.5: must be a finite number >= 0"),
-    (("tool",), {"weight": float("nan")}, "error: --weight=nan: must be a finite number >= 0"),
-])
-def test_each_bad_flag_is_one_line(capsys, tmp_path, argv, setting, message):
-    values = make_values(str(tmp_path / "curve.jsonl"))
-    for name, value in setting.items():
-        values[name].value = value
-    assert error_line(capsys, lambda: check(values, argv)) == message
+def test_parse_flags_applies_prepare_first():
+    values = flags.FlagValues()
+    flags.DEFINE_integer("steps", 10, "", flag_values=values)
+    cli.parse_flags(["tool"], values, prepare=lambda argv: argv + ["--steps=7"])
+    assert values.steps == 7
 
 
-def test_an_output_that_cannot_be_appended_to_is_one_line(capsys, tmp_path):
-    for output in (tmp_path, tmp_path / "missing" / "curve.jsonl"):
-        line = error_line(capsys, lambda output=output: check(make_values(str(output))))
-        assert line == f"error: --output={output}: cannot append to this file"
+def test_refuse_arguments(capsys):
+    cli.refuse_arguments(["tool"])
+    assert error_line(capsys, lambda: cli.refuse_arguments(["tool", "a", "b"])) == "error: unexpected arguments a b"
 
+
+def test_require_writable_creates_the_directory_and_leaves_it_empty(tmp_path):
+    directory = tmp_path / "new" / "run"
+    cli.require_writable("output_dir", str(directory))
+    assert directory.is_dir() and not list(directory.iterdir())
+
+
+def test_require_writable_names_the_flag(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(cli.UsageError, match=rf"^--output_dir={blocker}/run: not writable \("):
+        cli.require_writable("output_dir", str(blocker / "run"))
+    with pytest.raises(cli.UsageError, match=rf"^--run_dir=r: not writable \({blocker}/export\) \("):
+        cli.require_writable("run_dir", str(blocker / "export"), shown="r")

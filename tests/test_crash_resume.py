@@ -5,7 +5,7 @@ import tempfile
 
 import numpy as np
 
-from tests.crash_harness import compare_runs, run_to_end, run_until
+from benchmarks.crash_harness import compare_runs, run_to_end, run_until
 
 RUN_FLAGS = ["--train_steps=5", "--checkpoint_every=2", "--batch_size=4", "--eval_batch_size=4",
              "--initial_labels=4", "--budget=2", "--cycles=2", "--width=0.02", "--latent_dim=4", "--noprogress",

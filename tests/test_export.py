@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from aral_tf import data as data_lib
 from aral_tf import export
+from aral_tf.distribution import make_strategy
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
-from aral_tf.training import make_strategy
 from tests.helpers import tiny_config, tiny_images, trained_model
 
 MNIST_CONFIG = NetworkConfig(image_shape=(28, 28, 1), num_classes=10, architecture="mlp", latent_dim=4,

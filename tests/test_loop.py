@@ -4,16 +4,16 @@ import json
 import os
 import tempfile
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from aral_tf import loop
 from aral_tf.data import ImageData
+from aral_tf.distribution import make_strategy
 from aral_tf.model import ARALModel
 from aral_tf.oracle import AwaitingLabels, FileOracle, SimulatedOracle
 from aral_tf.run_state import RunCheckpoint, RunDirectory
-from aral_tf.training import make_strategy
 from tests.helpers import tiny_config, tiny_images
 
 
@@ -101,7 +101,8 @@ class RunActiveLearningTest(tf.test.TestCase):
         self.assertEqual(callbacks.cycles, [(0, 4, True), (1, 7, True)])
 
     def test_same_seed_same_indices(self):
-        first, second = self.enter_context(tempfile.TemporaryDirectory()), self.enter_context(tempfile.TemporaryDirectory())
+        first = self.enter_context(tempfile.TemporaryDirectory())
+        second = self.enter_context(tempfile.TemporaryDirectory())
         run(first, tiny_data())
         run(second, tiny_data())
         for cycle in (0, 1):
@@ -113,7 +114,8 @@ class RunActiveLearningTest(tf.test.TestCase):
         unlabeled = np.setdiff1d(np.arange(40), [5, 1, 30, 12])
         permuted[unlabeled] = np.random.default_rng(7).permutation(labels[unlabeled])
         self.assertFalse(np.array_equal(labels, permuted))
-        first, second = self.enter_context(tempfile.TemporaryDirectory()), self.enter_context(tempfile.TemporaryDirectory())
+        first = self.enter_context(tempfile.TemporaryDirectory())
+        second = self.enter_context(tempfile.TemporaryDirectory())
         run(first, tiny_data(labels), cycles=1)
         run(second, tiny_data(permuted), cycles=1)
         self.assertAllEqual(indices(first, 0, "selected"), indices(second, 0, "selected"))

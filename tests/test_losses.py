@@ -119,7 +119,8 @@ class LossesTest(tf.test.TestCase):
         real_weights = tf.constant([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
         generated = tf.constant([[1.0, 1.0], [2.0, 0.0], [0.0, 5.0]])
         generated_one_hot = tf.constant([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-        # Class 0: real mean (0.5/1.5, 2.5/1.5), generated (1.5, 0.5). Class 1: real (4.5/1.5, 0.5/1.5), generated (0, 5).
+        # Class 0: real mean (0.5/1.5, 2.5/1.5), generated (1.5, 0.5).
+        # Class 1: real (4.5/1.5, 0.5/1.5), generated (0, 5).
         class_0 = ((1 / 3 - 1.5) ** 2 + (5 / 3 - 0.5) ** 2) / 2
         class_1 = ((3.0 - 0.0) ** 2 + (1 / 3 - 5.0) ** 2) / 2
         self.assertAllClose(losses.class_feature_matching_loss(real, real_weights, generated, generated_one_hot),

@@ -12,10 +12,10 @@ import tensorflow as tf
 
 from aral_tf import loop, methods, oracle
 from aral_tf.data import ImageData
+from aral_tf.distribution import make_strategy
 from aral_tf.losses import LossWeights
 from aral_tf.model import OptimizerConfig
 from aral_tf.run_state import RunDirectory
-from aral_tf.training import make_strategy
 from tests.helpers import tiny_config, tiny_images, two_cpu_strategy
 
 INITIAL = np.array([5, 1, 30, 12])

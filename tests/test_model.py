@@ -1,7 +1,7 @@
 """ARALModel: which networks each update of Alg. 1 changes, and strategy invariance of train_step."""
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from aral_tf.losses import LossWeights

@@ -1,7 +1,7 @@
 """Shapes of E, G, D, S for each architecture; weight norm and its data-dependent init; bounds."""
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from aral_tf import networks

@@ -5,8 +5,8 @@ import json
 import os
 import tempfile
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from aral_tf import run_state

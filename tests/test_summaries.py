@@ -2,11 +2,11 @@
 
 import tempfile
 
-import numpy as np
 import keras
-import tensorflow as tf
+import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
+import tensorflow as tf
 
 from aral_tf import summaries
 from aral_tf.model import ARALModel

@@ -2,7 +2,7 @@
 
 As a script it runs main.py and stops at a point so that the caller can kill it there:
 
-    python tests/crash_harness.py [--pause_at=POINT --marker=FILE] [--event_log=FILE] -- MAIN_FLAGS...
+    python benchmarks/crash_harness.py [--pause_at=POINT --marker=FILE] [--event_log=FILE] -- MAIN_FLAGS...
 
 A POINT is KIND:CYCLE:DETAIL, e.g. step:0:3. KIND is one of the loop's events (cycle, step,
 checkpoint, file; see run_active_learning's `on_event`) or
@@ -82,11 +82,14 @@ class Harness:
 
 
 def _serve(argv):
-    """The script: main.py's command line with the harness's hooks installed."""
+    """The script: main.py's command line with the harness's hooks installed (before main.py imports them)."""
     sys.path.insert(0, ROOT)
     # pylint: disable=import-outside-toplevel
-    import main  # imports TensorFlow quietly first
-    from absl import app
+    import runpy
+
+    from aral_tf import cli
+
+    cli.import_tensorflow_quietly()
     from aral_tf import acquisition, loop, training
 
     position = argv.index("--")
@@ -95,12 +98,14 @@ def _serve(argv):
     output_dir = next(argument.split("=", 1)[1] for argument in main_arguments
                       if argument.startswith("--output_dir="))
     harness = Harness(own.get("pause_at"), own.get("marker"), own.get("event_log"), output_dir)
-    main.run_active_learning = functools.partial(loop.run_active_learning, on_event=harness.event)
+    loop.run_active_learning = functools.partial(loop.run_active_learning, on_event=harness.event)
     loop.predict_in_batches = harness.counting_batches("evaluate", loop.predict_in_batches)
     acquisition.predict_in_batches = harness.counting_batches("score", acquisition.predict_in_batches)
     training.BatchPredictor.__call__ = harness.counted_call(training.BatchPredictor.__call__)
     os.replace = harness.pausing_replace(os.replace)
-    app.run(main.main, argv=[main.__file__] + main_arguments, flags_parser=main.parse_flags)
+    main_path = os.path.join(ROOT, "main.py")
+    sys.argv = [main_path] + main_arguments
+    runpy.run_path(main_path, run_name="__main__")
 
 
 def _start(main_arguments, *harness_flags, nice=0):
