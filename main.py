@@ -34,10 +34,11 @@ from aral_tf import data as data_lib
 from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
 from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
 from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
+from aral_tf.learner import NETWORKS
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.losses import LossWeights
 from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
-from aral_tf.model import NETWORKS, OptimizerConfig
+from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
 from aral_tf.run_state import LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
@@ -75,9 +76,6 @@ def _check_counts():
         raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
     if FLAGS.selection != "lowest" and FLAGS.method != "aral":
         raise UsageError(f"--selection={FLAGS.selection}: only with --method=aral (not --method={FLAGS.method})")
-    if FLAGS.mixed_precision and FLAGS.method not in ARAL_TRAINED_METHODS:
-        raise UsageError(f"--mixed_precision: only with --method={' or '.join(ARAL_TRAINED_METHODS)} "
-                         f"(the learners of --method={FLAGS.method} do not scale their losses)")
     for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler", "lr_classifier"):
         if not FLAGS[name].value > 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be positive")
@@ -315,7 +313,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
                         classifier_lr=FLAGS.lr_classifier,
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
         strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
-        balance_classes=FLAGS.selection == "class_balanced")
+        selection=None if FLAGS.selection == "lowest" else FLAGS.selection)
     action = f"continuing at cycle {len(records)}" if records else "results"
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks, "

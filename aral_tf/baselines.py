@@ -1,9 +1,8 @@
 """Learners of the baselines and ablations the comparison runs beside ARAL (paper Sec. 4.3, Figs. 3-5).
 
-Every learner has `train_step(batch)` (run by `training.Trainer`), `initialize_from_data(images)`,
-`averaged()` (a context in which the classifier holds the moving average of its weights, as ARAL's
-evaluation does) and `classify(images)`; some also give `features`, `mc_probabilities` or
-`acquisition_scores` to the acquisition functions of `aral_tf.methods`. They reuse ARAL's networks:
+Each keeps the contract of `learner.Learner`, as ARAL does, and gives the acquisition functions of
+`aral_tf.heuristics` what they read (`acquisition_outputs`, and `mc_probabilities` for BALD). They
+reuse ARAL's networks:
 the task classifier is always D's trunk and class head (`networks.Discriminator`), with dropout on the
 trunk's features before the head (the MC dropout of BALD; `NetworkConfig.dropout_rate`).
 
@@ -13,41 +12,15 @@ trunk's features before the head (the MC dropout of BALD; `NetworkConfig.dropout
 - `SemiSupervisedGAN`: ARAL without E and S: a class-conditional G and Improved-GAN's D, whose
   classifier learns from labeled, unlabeled (real/fake) and generated (Eq. 9) images.
 - `VAALWithClassifier`, `VAALWithGANClassifier`: the VAAL baseline and ARAL without co-training.
-
-`restart(names)` puts networks back to their start-of-run weights as `ARALModel.restart` does, by
-the name of the ARAL network in the same role: "discriminator" for every classifier and GAN
-discriminator, "generator" for G and VAAL's decoder, "encoder" and "sampler" for VAAL's.
 """
-
-import contextlib
 
 import keras
 import tensorflow as tf
 
 from aral_tf import losses
 from aral_tf.data import to_model_range
+from aral_tf.learner import Learner, make_adam, weights_of
 from aral_tf.networks import Discriminator, Encoder, Generator, Sampler
-from aral_tf.optimizers import AveragingAdam, clear_state
-
-
-def adam(optimizer_config, learning_rate, variables, average=False):
-    """Adam with the run's beta_1; with `average`, it keeps the moving average of `variables`."""
-    optimizer = AveragingAdam(learning_rate, beta_1=optimizer_config.beta_1, use_ema=average,
-                              ema_momentum=optimizer_config.discriminator_average_momentum)
-    optimizer.build(variables)
-    return optimizer
-
-
-@contextlib.contextmanager
-def averaged_weights(optimizer, variables):
-    """Within this context `variables` hold `optimizer`'s moving average; training weights return on exit."""
-    saved = [variable.numpy() for variable in variables]
-    optimizer.finalize_variable_values(variables)
-    try:
-        yield
-    finally:
-        for variable, value in zip(variables, saved):
-            variable.assign(value)
 
 
 def _cross_entropy(logits, labels):
@@ -55,49 +28,34 @@ def _cross_entropy(logits, labels):
     return tf.nn.compute_average_loss(per_example)
 
 
-class Learner(tf.Module):
-    """Base of the baseline learners: checkpointable (tf.train.Checkpoint tracks the attributes) and
-    `variables` lists the variables of every Keras network, optimizer and learner held as an attribute,
-    and the start-of-run weights that `restart` puts back."""
-
-    def restartable(self):
-        """{ARAL network name: (networks, optimizers)} of the networks this learner itself trains."""
-        return {}
+class BaselineLearner(tf.Module, Learner):
+    """A baseline's learner: checkpointable (tf.train.Checkpoint tracks its attributes), and `variables`
+    lists those of every Keras network, optimizer and learner it holds, with its start-of-run weights."""
 
     def keep_start_weights(self):
-        """Copies the current weights of the restartable networks (and those of learners held as attributes)."""
+        """Copies the current weights of the restartable networks (and those of the learners it holds)."""
         if not hasattr(self, "start_weights"):
             self.start_weights = {
                 name: [tf.Variable(weight, trainable=False, name=f"start_{name}_{index}")
-                       for index, weight in enumerate(_weights(networks))]
+                       for index, weight in enumerate(weights_of(networks))]
                 for name, (networks, _) in self.restartable().items()}
         for name, (networks, _) in self.restartable().items():
-            for copy, weight in zip(self.start_weights[name], _weights(networks)):
+            for copy, weight in zip(self.start_weights[name], weights_of(networks)):
                 copy.assign(weight)
-        for learner in self._learners():
+        for learner in self.sub_learners():
             learner.keep_start_weights()
 
-    def restart(self, names):
-        """Puts the networks of `names` (ARAL's names, `model.NETWORKS`) back to their kept start weights and
-        clears their optimizers' state; names this learner has no network for are passed over."""
-        for name in names:
-            if name in self.restartable():
-                networks, optimizers = self.restartable()[name]
-                for weight, copy in zip(_weights(networks), self.start_weights[name]):
-                    weight.assign(copy)
-                for optimizer in optimizers:
-                    clear_state(optimizer)
-        for learner in self._learners():
-            learner.restart(names)
+    def start_weights_of(self, name):
+        return self.start_weights[name]
 
-    def _learners(self):
-        return [value for value in vars(self).values() if isinstance(value, Learner)]
+    def sub_learners(self):
+        return [value for value in vars(self).values() if isinstance(value, BaselineLearner)]
 
     @property
     def variables(self):
         found, seen = [], set()
         held = [value.variables for value in vars(self).values()
-                if isinstance(value, (keras.layers.Layer, keras.optimizers.Optimizer, Learner))]
+                if isinstance(value, (keras.layers.Layer, keras.optimizers.Optimizer, BaselineLearner))]
         held += list(getattr(self, "start_weights", {}).values())
         for variables in held:
             for variable in variables:
@@ -107,11 +65,7 @@ class Learner(tf.Module):
         return found
 
 
-def _weights(networks):
-    return [weight for network in networks for weight in network.weights]
-
-
-class ClassifierNetwork(Learner):
+class ClassifierNetwork(BaselineLearner):
     """D's trunk and class head with dropout on the features between them."""
 
     def __init__(self, network_config, name):
@@ -135,17 +89,20 @@ class ClassifierNetwork(Learner):
         self.network.initialize_from_data(to_model_range(images))
         self.keep_start_weights()
 
+    acquisition_keys = ("logits", "features")
+
     def classify(self, images):
         """Class logits for uint8 images (inference mode)."""
         return self.features_and_logits(to_model_range(images), training=False)[1]
 
-    def features(self, images):
-        """The trunk's features (the penultimate layer) for uint8 images."""
-        return self.network.trunk(to_model_range(images), training=False)
+    def acquisition_outputs(self, images):
+        """`logits` C's class logits and `features` the trunk's (penultimate) features, for uint8 images."""
+        features, logits = self.features_and_logits(to_model_range(images), training=False)
+        return {"logits": logits, "features": features}
 
     def mc_probabilities(self, images, passes):
         """[batch, passes, classes] softmax outputs under `passes` independent dropout masks on the features."""
-        features = self.features(images)
+        features = self.network.trunk(to_model_range(images), training=False)
         return tf.stack([tf.nn.softmax(self.network.classifier(self.dropout(features, training=True)))
                          for _ in range(passes)], axis=1)
 
@@ -154,18 +111,19 @@ class SupervisedClassifier(ClassifierNetwork):
     """C trained on labeled batches only (and, in `update`, optionally on generated images)."""
 
     streams = 1
+    labeled_only = True
 
     def __init__(self, network_config, optimizer_config, name="classifier"):
         super().__init__(network_config, name)
-        self.optimizer = adam(optimizer_config, optimizer_config.classifier_lr, self.trainable_variables,
-                              average=optimizer_config.discriminator_average_momentum > 0)
+        self.optimizer = make_adam(optimizer_config.classifier_lr, self.trainable_variables, optimizer_config.beta_1,
+                                   average_momentum=optimizer_config.discriminator_average_momentum)
         self.keep_start_weights()
 
     def restartable(self):
         return {"discriminator": ([self.network], [self.optimizer])}
 
-    def averaged(self):
-        return averaged_weights(self.optimizer, self.trainable_variables)
+    def averaging(self):
+        return self.optimizer, self.trainable_variables
 
     def update(self, model_images, labels, generated=None, generated_labels=None, generated_weight=1.0):
         """One Adam step on cross-entropy, plus `generated_weight` times that of generated images with their
@@ -176,15 +134,16 @@ class SupervisedClassifier(ClassifierNetwork):
             if generated is not None:
                 _, generated_logits = self.features_and_logits(generated, training=True)
                 loss += generated_weight * _cross_entropy(generated_logits, generated_labels)
+            scaled_loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         return loss
 
     def train_step(self, batch):
         return {"loss_classifier": self.update(to_model_range(batch["labeled_images"]), batch["labels"])}
 
 
-class VAAL(Learner):
+class VAAL(BaselineLearner):
     """VAAL's acquisition (Sinha et al., paper ref. [32]): an unconditional beta-VAE and a latent discriminator.
 
     ARAL's E, G and S with the class input held at zero. The VAE minimises Eq. 5 (its beta-VAE terms
@@ -203,9 +162,10 @@ class VAAL(Learner):
         self.encoder(tf.zeros((1,) + tuple(network_config.image_shape)), no_class)
         self.decoder(latent, no_class)
         self.sampler(latent)
-        self.vae_optimizer = adam(optimizer_config, optimizer_config.encoder_generator_lr, self.vae_variables)
-        self.sampler_optimizer = adam(optimizer_config, optimizer_config.sampler_lr,
-                                      self.sampler.trainable_variables)
+        self.vae_optimizer = make_adam(optimizer_config.encoder_generator_lr, self.vae_variables,
+                                       optimizer_config.beta_1)
+        self.sampler_optimizer = make_adam(optimizer_config.sampler_lr, self.sampler.trainable_variables,
+                                           optimizer_config.beta_1)
         self.keep_start_weights()
 
     def restartable(self):
@@ -235,17 +195,19 @@ class VAAL(Learner):
             vae_loss = losses.acquisition_encoder_generator_loss(
                 nll[:num_labeled], kl[:num_labeled], nll[num_labeled:], kl[num_labeled:],
                 sampler_logits[:num_labeled], sampler_logits[num_labeled:], self.loss_weights)
+            scaled_loss = self.vae_optimizer.scale_loss(vae_loss)
         variables = self.vae_variables
-        self.vae_optimizer.apply_gradients(zip(tape.gradient(vae_loss, variables), variables))
+        self.vae_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         latent_means = tf.stop_gradient(mu)
         with tf.GradientTape() as tape:
             sampler_logits = self.sampler(latent_means, training=True)
             sampler_loss = losses.sampler_loss(sampler_logits[:num_labeled], sampler_logits[num_labeled:])
+            scaled_loss = self.sampler_optimizer.scale_loss(sampler_loss)
         variables = self.sampler.trainable_variables
-        self.sampler_optimizer.apply_gradients(zip(tape.gradient(sampler_loss, variables), variables))
+        self.sampler_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         return {"loss_vae": vae_loss, "loss_sampler": sampler_loss}
 
-    def acquisition_scores(self, images):
+    def acquisition_score(self, images):
         """S(mu(x)) in (0, 1) for uint8 images: lower means query first."""
         model_images = to_model_range(images)
         mu, _ = self.encoder(model_images, self._no_class(model_images), training=False)
@@ -267,19 +229,19 @@ class SemiSupervisedGAN(ClassifierNetwork):
         self.loss_weights = loss_weights
         self.generator = Generator(network_config, name="gan_generator")
         self.generator(tf.zeros((1, network_config.latent_dim)), tf.zeros((1, network_config.num_classes)))
-        self.generator_optimizer = adam(optimizer_config, optimizer_config.encoder_generator_lr,
-                                        self.generator.trainable_variables)
-        self.discriminator_optimizer = adam(optimizer_config, optimizer_config.discriminator_lr,
-                                            self.trainable_variables,
-                                            average=optimizer_config.discriminator_average_momentum > 0)
+        self.generator_optimizer = make_adam(optimizer_config.encoder_generator_lr,
+                                             self.generator.trainable_variables, optimizer_config.beta_1)
+        self.discriminator_optimizer = make_adam(optimizer_config.discriminator_lr, self.trainable_variables,
+                                                 optimizer_config.beta_1,
+                                                 average_momentum=optimizer_config.discriminator_average_momentum)
         self.keep_start_weights()
 
     def restartable(self):
         return {"discriminator": ([self.network], [self.discriminator_optimizer]),
                 "generator": ([self.generator], [self.generator_optimizer])}
 
-    def averaged(self):
-        return averaged_weights(self.discriminator_optimizer, self.trainable_variables)
+    def averaging(self):
+        return self.discriminator_optimizer, self.trainable_variables
 
     def generate(self, batch, training):
         """G(z, y) for the batch's prior latents and labels, in model range."""
@@ -304,8 +266,9 @@ class SemiSupervisedGAN(ClassifierNetwork):
                 generator_loss += weights.class_feature_matching * losses.class_feature_matching_loss(
                     unlabeled_features, tf.stop_gradient(tf.nn.softmax(unlabeled_logits)), generated_features,
                     tf.one_hot(tf.cast(batch["prior_labels"], tf.int32), self.network_config.num_classes))
+            scaled_loss = self.generator_optimizer.scale_loss(generator_loss)
         variables = self.generator.trainable_variables
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(generator_loss, variables), variables))
+        self.generator_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         generated = self.generate(batch, training=True)
         with tf.GradientTape() as tape:
             everything = tf.concat([labeled, unlabeled, generated], axis=0)
@@ -317,14 +280,14 @@ class SemiSupervisedGAN(ClassifierNetwork):
                 logits[:num_labeled], tf.cast(batch["labels"], tf.int32), logits[num_real:],
                 tf.cast(batch["prior_labels"], tf.int32), generated_weight=weights.generated_cls)
             discriminator_loss = losses.discriminator_loss(gan, classification, weights)
+            scaled_loss = self.discriminator_optimizer.scale_loss(discriminator_loss)
         variables = self.trainable_variables
-        gradients = tape.gradient(discriminator_loss, variables)
-        self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
+        self.discriminator_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         return {"loss_generator": generator_loss, "loss_discriminator": discriminator_loss,
                 "classification": classification}
 
 
-class VAALWithClassifier(Learner):
+class VAALWithClassifier(BaselineLearner):
     """The VAAL baseline: VAAL's acquisition beside a classifier trained on labeled images only."""
 
     streams = 2
@@ -338,14 +301,17 @@ class VAALWithClassifier(Learner):
     def initialize_from_data(self, images):
         self.classifier.initialize_from_data(images)
 
-    def averaged(self):
-        return self.classifier.averaged()
+    acquisition_keys = ("score", "logits", "features")
+
+    def averaging(self):
+        return self.classifier.averaging()
 
     def classify(self, images):
         return self.classifier.classify(images)
 
-    def acquisition_scores(self, images):
-        return self.vaal.acquisition_scores(images)
+    def acquisition_outputs(self, images):
+        """VAAL's `score` S(mu(x)), with the classifier's `logits` and `features`."""
+        return {"score": self.vaal.acquisition_score(images), **self.classifier.acquisition_outputs(images)}
 
     def train_step(self, batch):
         return {**self.vaal.train_step(batch), **self.classifier.train_step(batch)}

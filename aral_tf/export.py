@@ -8,7 +8,7 @@ existing version is never overwritten. A SavedModel is written to a hidden tempo
 (which TF Serving ignores) and renamed into place.
 
 Every exported model has four signatures; preprocessing is inside the graph and is the training's
-`to_model_range` (through `model.classify` and `model.acquisition_scores`):
+`to_model_range` (through `model.classify` and `model.acquisition_outputs`):
     serving_default  images        uint8 [batch, H, W, C]
     float_images     images        float32 [batch, H, W, C] in [0, 1], converted to uint8 first
                                    (tf.image.convert_image_dtype: exact for the values k / 255)
@@ -157,14 +157,14 @@ class SamplerModule(ImageModelModule):
     def __init__(self, model):
         super().__init__(model.network_config.image_shape, [model.discriminator, model.encoder, model.sampler],
                          name=SAMPLER)
-        self._acquisition_scores = model.acquisition_scores
+        self._acquisition_outputs = model.acquisition_outputs
 
     def outputs(self, images):
-        labeled_probability, latent_mean, _ = self._acquisition_scores(images)
-        return {"labeled_probability": labeled_probability,
-                # What aral_tf.acquisition ranks the pool by: the lowest scores are queried first.
-                "acquisition_score": tf.identity(labeled_probability),
-                "latent_mean": latent_mean}
+        outputs = self._acquisition_outputs(images)
+        return {"labeled_probability": outputs["score"],
+                # What heuristics.LowestScore ranks the pool by: the lowest scores are queried first.
+                "acquisition_score": tf.identity(outputs["score"]),
+                "latent_mean": outputs["latent"]}
 
 
 def next_version(export_dir):
@@ -217,7 +217,7 @@ def export_run(model, export_dir):
     D holds the moving average of its weights during the export, as in evaluation and acquisition.
     """
     version = next_version(export_dir)
-    with model.averaged_discriminator():
+    with model.averaged():
         return {name: _save_version(module, os.path.join(export_dir, name), version)
                 for name, module in ((CLASSIFIER, ClassifierModule(model)), (SAMPLER, SamplerModule(model)))}
 

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from aral_tf.heuristics import LowestScore
 from aral_tf.methods import Method
 from aral_tf.run_state import RunCheckpoint, RunDirectory, RunStateError, TrainingPosition
 from aral_tf.training import predict_in_batches
@@ -73,7 +74,7 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
     `model` is an ARALModel (ARAL itself) or any `methods.Method` (see `methods.build_method`).
     Returns the records of all finished cycles, as in results.jsonl.
     """
-    method = model if isinstance(model, Method) else Method("aral", model, "aral", strategy, config.seed)
+    method = model if isinstance(model, Method) else Method("aral", model, LowestScore(), strategy, config.seed)
     notify = on_event or _ignore_event
     run = RunDirectory(config.output_dir)
     records = run.read_results()

@@ -1,103 +1,69 @@
-"""Active learning methods by name: a learner, how it trains, and its acquisition function.
+"""Active learning methods by name: each is a learner (`learner.Learner`) and a heuristic (`heuristics`).
 
 `build_method(name, ...)` is the registry (`METHODS` lists the names); unknown names raise
 ValueError. A method's `select` sees pool images and which indices are labeled, never pool labels,
-and returns unlabeled pool indices only. The acquisition functions are small NumPy functions below,
-so that each can be checked on a pool where the right answer is known.
+and returns unlabeled pool indices only.
 """
 
-import numpy as np
-import tensorflow as tf
+import dataclasses
 
 from aral_tf import baselines
-from aral_tf.acquisition import select_lowest, select_queries, unlabeled_indices
+from aral_tf.heuristics import Request, make_heuristic
 from aral_tf.model import ARALModel
 from aral_tf.pipeline import BatchStream, LabeledBatches
-from aral_tf.training import Trainer, predict_in_batches
+from aral_tf.training import Trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """What a method name stands for: its learner (a key of LEARNERS) and heuristic (None: no queries)."""
+
+    description: str
+    learner: str
+    heuristic: str = None
+
+
+# Learner constructors by name: (network_config, loss_weights, optimizer_config) -> learner.
+LEARNERS = {
+    "aral": ARALModel,
+    "supervised": lambda network, _, optimizer: baselines.SupervisedClassifier(network, optimizer),
+    "vaal": baselines.VAALWithClassifier,
+    "gan": baselines.SemiSupervisedGAN,
+    "vaal_with_gan": baselines.VAALWithGANClassifier,
+}
 
 METHODS = {
-    "aral": "ARAL: the co-trained model, lowest S(E(x, C(x)))",
-    "vaal": "VAAL's beta-VAE and latent discriminator; classifier trained on labeled images only",
-    "random": "uniform selection (seeded); classifier trained on labeled images only",
-    "entropy": "maximum entropy of the supervised classifier's prediction",
-    "bald": "BALD: maximum mutual information under MC dropout (--mc_passes passes)",
-    "coreset": "k-center greedy on the supervised classifier's penultimate features (Sener & Savarese)",
-    "full": "the supervised classifier trained once on every pool label (upper bound)",
-    "aral_random": "ablation: ARAL's training, uniform selection",
-    "aral_no_encoder": "ablation: G and D only (no E, no S), BALD selection on D's classifier",
-    "aral_no_cotrain": "ablation: VAAL's acquisition; classifier on labeled images and a separate "
-                       "conditional GAN's images",
+    "aral": MethodSpec("ARAL: the co-trained model, lowest S(E(x, C(x)))", "aral", "lowest"),
+    "vaal": MethodSpec("VAAL's beta-VAE and latent discriminator; classifier trained on labeled images only",
+                       "vaal", "lowest"),
+    "random": MethodSpec("uniform selection (seeded); classifier trained on labeled images only", "supervised",
+                         "random"),
+    "entropy": MethodSpec("maximum entropy of the supervised classifier's prediction", "supervised", "entropy"),
+    "bald": MethodSpec("BALD: maximum mutual information under MC dropout (--mc_passes passes)", "supervised",
+                       "bald"),
+    "coreset": MethodSpec("k-center greedy on the supervised classifier's penultimate features (Sener & Savarese)",
+                          "supervised", "coreset"),
+    "full": MethodSpec("the supervised classifier trained once on every pool label (upper bound)", "supervised"),
+    "aral_random": MethodSpec("ablation: ARAL's training, uniform selection", "aral", "random"),
+    "aral_no_encoder": MethodSpec("ablation: G and D only (no E, no S), BALD selection on D's classifier", "gan",
+                                  "bald"),
+    "aral_no_cotrain": MethodSpec("ablation: VAAL's acquisition; classifier on labeled images and a separate "
+                                  "conditional GAN's images", "vaal_with_gan", "lowest"),
 }
 FULL = "full"
 # Methods whose learner is an ARALModel (saved as model.keras and exported at the end of a run).
-ARAL_TRAINED_METHODS = ("aral", "aral_random")
-
-# The seed stream of uniform selection: np.random.default_rng([seed, cycle, RANDOM_STREAM]).
-RANDOM_STREAM = 7
-
-
-def entropy(probabilities):
-    """Shannon entropy (nats) of each row of class probabilities."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    return -np.sum(probabilities * np.log(np.clip(probabilities, 1e-12, 1.0)), axis=-1)
-
-
-def mutual_information(mc_probabilities):
-    """BALD's score from [N, passes, classes] MC probabilities: H(mean_t p_t) - mean_t H(p_t)."""
-    mc_probabilities = np.asarray(mc_probabilities, dtype=np.float64)
-    return entropy(mc_probabilities.mean(axis=1)) - entropy(mc_probabilities).mean(axis=1)
-
-
-def select_highest(scores, candidate_indices, budget):
-    """The `budget` candidates with the highest scores (ties to the smaller pool index)."""
-    return select_lowest(-np.asarray(scores, dtype=np.float64), candidate_indices, budget)
-
-
-def _squared_distances(points, centers):
-    return np.maximum((points ** 2).sum(1)[:, None] - 2.0 * points @ centers.T + (centers ** 2).sum(1)[None], 0.0)
-
-
-def k_center_greedy(candidate_features, labeled_features, budget, chunk=4096):
-    """Sener & Savarese's greedy core-set: positions (into the candidates) of `budget` picks, each the
-    candidate farthest (Euclidean) from the labeled points and the earlier picks."""
-    candidate_features = np.asarray(candidate_features, dtype=np.float64)
-    labeled_features = np.asarray(labeled_features, dtype=np.float64)
-    if not 0 < budget <= len(candidate_features):
-        raise ValueError(f"budget {budget} must be in 1..{len(candidate_features)} (the unlabeled pool)")
-    nearest = np.concatenate([_squared_distances(candidate_features[start:start + chunk], labeled_features).min(1)
-                              for start in range(0, len(candidate_features), chunk)])
-    picks = []
-    for _ in range(budget):
-        pick = int(np.argmax(nearest))
-        picks.append(pick)
-        distances = _squared_distances(candidate_features, candidate_features[pick:pick + 1])[:, 0]
-        nearest = np.minimum(nearest, distances)
-    return np.asarray(picks, dtype=np.int64)
-
-
-def random_selection(candidate_indices, budget, seed, cycle):
-    """`budget` candidates drawn uniformly without replacement from the seed's own stream for this cycle."""
-    rng = np.random.default_rng([seed, cycle, RANDOM_STREAM])
-    return np.asarray(rng.choice(np.asarray(candidate_indices, dtype=np.int64), budget, replace=False), np.int64)
+ARAL_TRAINED_METHODS = tuple(name for name, spec in METHODS.items() if spec.learner == "aral")
 
 
 class Method:
-    """A learner with its training stream and acquisition function, as `loop.run_active_learning` drives it.
+    """A learner with its training stream, trainer and heuristic, as `loop.run_active_learning` drives it."""
 
-    `selection` is one of "aral" or "vaal" (lowest `learner.acquisition_scores`), "random", "entropy",
-    "bald", "coreset", or None (no acquisition: `full`).
-    """
-
-    def __init__(self, name, learner, selection, strategy, seed, mc_passes=10, labeled_only=False,
-                 jit_compile=False, balance_classes=False):
+    def __init__(self, name, learner, heuristic, strategy, seed, jit_compile=False):
         self.name = name
-        self.balance_classes = balance_classes
         self.learner = learner
-        self.selection = selection
+        self.heuristic = heuristic
         self.strategy = strategy
         self.seed = seed
-        self.mc_passes = mc_passes
-        self.labeled_only = labeled_only
         self.trainer = Trainer(learner, strategy, jit_compile=jit_compile)
 
     @property
@@ -108,21 +74,18 @@ class Method:
     @property
     def streams_per_step(self):
         """Image streams of `batch_size` images one training step processes."""
-        return 3 if self.aral_model is not None else self.learner.streams
+        return self.learner.streams
 
     def initialize_from_data(self, images):
         """Data-dependent initialisation of the classifier's weight-normalised layers (pool images, no labels)."""
         self.learner.initialize_from_data(images)
 
     def restart(self, networks):
-        """Puts `networks` (ARAL's names) back to their start-of-run weights: `ARALModel.restart`, or for the
-        other learners the networks in the same roles (`baselines.Learner.restart`)."""
+        """Puts `networks` (ARAL's names) back to their start-of-run weights (`Learner.restart`)."""
         self.learner.restart(networks)
 
     def evaluation(self):
         """Context for evaluation and acquisition: the classifier holds its averaged weights."""
-        if self.aral_model is not None:
-            return self.aral_model.averaged_discriminator()
         return self.learner.averaged()
 
     def classify(self, images):
@@ -130,7 +93,7 @@ class Method:
 
     def stream(self, images, labels, labeled_indices, batch_size, seed):
         """The seeded training batches of this learner; `labels` are those of `labeled_indices` only."""
-        if self.labeled_only:
+        if self.learner.labeled_only:
             return LabeledBatches(images, labels, labeled_indices, batch_size, seed)
         config = self.learner.network_config
         return BatchStream(images, labels, labeled_indices, batch_size, config.latent_dim, config.num_classes,
@@ -142,64 +105,28 @@ class Method:
         return self.trainer.train(stream, steps, verbose=verbose)
 
     def select(self, images, labeled_indices, budget, cycle, batch_size, verbose=False):
-        """Pool indices to label next: `budget` unlabeled ones chosen by the acquisition function."""
-        if self.selection in ("aral", "vaal"):
-            return select_queries(self.learner, images, labeled_indices, budget, batch_size, verbose=verbose,
-                                  strategy=self.strategy, balance_classes=self.balance_classes)
-        candidates = unlabeled_indices(len(images), labeled_indices)
-        if self.selection == "random":
-            return random_selection(candidates, budget, self.seed, cycle)
-        if self.selection == "entropy":
-            probabilities = score_pool_with(lambda batch: tf.nn.softmax(self.learner.classify(batch)), images,
-                                            candidates, batch_size, verbose, self.strategy)
-            return select_highest(entropy(probabilities), candidates, budget)
-        if self.selection == "bald":
-            mc_probabilities = score_pool_with(lambda batch: self.learner.mc_probabilities(batch, self.mc_passes),
-                                               images, candidates, batch_size, verbose, self.strategy)
-            return select_highest(mutual_information(mc_probabilities), candidates, budget)
-        if self.selection == "coreset":
-            features = score_pool_with(self.learner.features, images, candidates, batch_size, verbose,
-                                       self.strategy)
-            labeled_features = score_pool_with(self.learner.features, images, labeled_indices, batch_size,
-                                               False, self.strategy)
-            return candidates[k_center_greedy(features, labeled_features, budget)]
-        raise ValueError(f"method {self.name} does not select")
-
-
-def score_pool_with(function, images, indices, batch_size, verbose=False, strategy=None):
-    """`function` (uint8 images -> array) over `images[indices]`, batch by batch through `strategy`,
-    aligned with `indices`."""
-    return predict_in_batches(function, images, batch_size, indices=np.asarray(indices, dtype=np.int64),
-                              verbose=verbose, unit_name="pool image", strategy=strategy)
+        """Pool indices to label next: `budget` unlabeled ones chosen by the heuristic."""
+        if self.heuristic is None:
+            raise ValueError(f"method {self.name} does not select")
+        return self.heuristic.select(Request(self.learner, images, labeled_indices, budget, cycle, batch_size,
+                                             self.seed, self.strategy, verbose))
 
 
 def build_method(name, network_config, loss_weights, optimizer_config, strategy, seed, mc_passes=10,
-                 jit_compile=False, balance_classes=False):
+                 jit_compile=False, selection=None):
     """The method called `name` with fresh networks built under `strategy`; ValueError for unknown names.
 
-    `jit_compile` compiles the training step with XLA (see `training.Trainer`). `balance_classes`
-    takes ARAL's lowest scores round by round over C's predicted classes (`aral` only).
+    `selection` replaces the method's own heuristic by another of `heuristics.HEURISTICS` that reads
+    what the learner gives. `jit_compile` compiles the training step with XLA (`training.Trainer`).
     """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    if balance_classes and name != "aral":
-        raise ValueError(f"class-balanced selection is for the aral method, not {name!r}")
+    spec = METHODS[name]
+    heuristic_name = selection or spec.heuristic
+    heuristic = None if heuristic_name is None else make_heuristic(heuristic_name, mc_passes=mc_passes)
     with strategy.scope():
-        if name in ARAL_TRAINED_METHODS:
-            learner = ARALModel(network_config, loss_weights, optimizer_config)
-            selection = "aral" if name == "aral" else "random"
-        elif name in ("random", "entropy", "bald", "coreset", FULL):
-            learner = baselines.SupervisedClassifier(network_config, optimizer_config)
-            selection = None if name == FULL else name
-        elif name == "vaal":
-            learner = baselines.VAALWithClassifier(network_config, loss_weights, optimizer_config)
-            selection = "vaal"
-        elif name == "aral_no_encoder":
-            learner = baselines.SemiSupervisedGAN(network_config, loss_weights, optimizer_config)
-            selection = "bald"
-        else:
-            learner = baselines.VAALWithGANClassifier(network_config, loss_weights, optimizer_config)
-            selection = "vaal"
-    labeled_only = isinstance(learner, baselines.SupervisedClassifier)
-    return Method(name, learner, selection, strategy, seed, mc_passes=mc_passes, labeled_only=labeled_only,
-                  jit_compile=jit_compile, balance_classes=balance_classes)
+        learner = LEARNERS[spec.learner](network_config, loss_weights, optimizer_config)
+    if heuristic is not None and not heuristic.supports(learner):
+        raise ValueError(f"selection {heuristic_name!r} reads {', '.join(heuristic.reads)}, which the learner of "
+                         f"{name!r} does not give (it gives {', '.join(learner.acquisition_keys)})")
+    return Method(name, learner, heuristic, strategy, seed, jit_compile=jit_compile)

@@ -1,6 +1,5 @@
 """The co-trained ARAL model and its training step (paper Alg. 1, lines 8-19)."""
 
-import contextlib
 import dataclasses
 
 import keras
@@ -8,10 +7,9 @@ import tensorflow as tf
 
 from aral_tf import losses
 from aral_tf.data import to_model_range
+from aral_tf.learner import NETWORKS, Learner, make_adam
 from aral_tf.networks import NetworkConfig, build_networks
-from aral_tf.optimizers import AveragingAdam, clear_state
 
-NETWORKS = ("encoder", "generator", "discriminator", "sampler")
 BATCH_KEYS = ("labeled_images", "labels", "unlabeled_images", "prior_latent", "prior_labels",
               "labeled_noise", "unlabeled_noise")
 
@@ -30,8 +28,8 @@ class OptimizerConfig:
 
 
 @keras.saving.register_keras_serializable(package="aral_tf")
-class ARALModel(keras.Model):
-    """E, G, D and S with one Adam optimizer per player (E and G share one).
+class ARALModel(keras.Model, Learner):
+    """E, G, D and S with one Adam optimizer per player (E and G share one); a `learner.Learner`.
 
     `train_step(batch)` runs Alg. 1's three updates in order: E and G descend
     Eq. 11, then D descends Eq. 12 (seeing the updated E and G), then S
@@ -49,12 +47,13 @@ class ARALModel(keras.Model):
         self.loss_weights = loss_weights
         self.optimizer_config = optimizer_config
         self.encoder, self.generator, self.discriminator, self.sampler = build_networks(network_config)
-        self.encoder_generator_optimizer = self._adam(optimizer_config.encoder_generator_lr,
-                                                      self.encoder_generator_variables)
-        self.discriminator_optimizer = self._adam(optimizer_config.discriminator_lr,
-                                                  self.discriminator.trainable_variables,
-                                                  average_momentum=optimizer_config.discriminator_average_momentum)
-        self.sampler_optimizer = self._adam(optimizer_config.sampler_lr, self.sampler.trainable_variables)
+        beta_1 = optimizer_config.beta_1
+        self.encoder_generator_optimizer = make_adam(optimizer_config.encoder_generator_lr,
+                                                     self.encoder_generator_variables, beta_1)
+        self.discriminator_optimizer = make_adam(optimizer_config.discriminator_lr,
+                                                 self.discriminator.trainable_variables, beta_1,
+                                                 average_momentum=optimizer_config.discriminator_average_momentum)
+        self.sampler_optimizer = make_adam(optimizer_config.sampler_lr, self.sampler.trainable_variables, beta_1)
         # Each network's weights at the start of the run, which `restart` puts back.
         self._start_weights = {
             name: [self.add_weight(shape=weight.shape, dtype=weight.dtype, initializer="zeros", trainable=False,
@@ -87,48 +86,20 @@ class ARALModel(keras.Model):
             for copy, weight in zip(copies, getattr(self, name).weights):
                 copy.assign(weight)
 
-    def restart(self, networks):
-        """Puts `networks` (names from NETWORKS) back to their weights at the start of the run.
+    def start_weights_of(self, name):
+        return self._start_weights[name]
 
-        The Adam state of their optimizers is cleared too (moments, step count and
-        so D's moving average, which starts again from the restored weights); E and
-        G share one optimizer, so restarting either clears it for both.
-        """
-        unknown = sorted(set(networks) - set(NETWORKS))
-        if unknown:
-            raise ValueError(f"unknown networks {unknown}; choose from {list(NETWORKS)}")
-        optimizers = {"encoder": self.encoder_generator_optimizer, "generator": self.encoder_generator_optimizer,
-                      "discriminator": self.discriminator_optimizer, "sampler": self.sampler_optimizer}
-        for name in networks:
-            for weight, copy in zip(getattr(self, name).weights, self._start_weights[name]):
-                weight.assign(copy)
-        for optimizer in {id(optimizers[name]): optimizers[name] for name in networks}.values():
-            clear_state(optimizer)
+    def restartable(self):
+        """E and G share one optimizer, so restarting either clears it for both."""
+        return {"encoder": ([self.encoder], [self.encoder_generator_optimizer]),
+                "generator": ([self.generator], [self.encoder_generator_optimizer]),
+                "discriminator": ([self.discriminator], [self.discriminator_optimizer]),
+                "sampler": ([self.sampler], [self.sampler_optimizer])}
 
-    def _adam(self, learning_rate, variables, average_momentum=None):
-        optimizer = AveragingAdam(learning_rate, beta_1=self.optimizer_config.beta_1,
-                                  use_ema=average_momentum is not None, ema_momentum=average_momentum or 0.99)
-        if keras.mixed_precision.global_policy().compute_dtype == "float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(variables)
-        return optimizer
-
-    @contextlib.contextmanager
-    def averaged_discriminator(self):
-        """Within this context D (and so C) holds the moving average of its weights.
-
-        Evaluation and acquisition use the average (Polyak averaging, as Salimans
-        et al. [27] evaluate their classifier): single GAN iterates oscillate.
-        Training weights are restored on exit.
-        """
-        variables = self.discriminator.trainable_variables
-        saved = [variable.numpy() for variable in variables]
-        self.discriminator_optimizer.finalize_variable_values(variables)
-        try:
-            yield
-        finally:
-            for variable, value in zip(variables, saved):
-                variable.assign(value)
+    def averaging(self):
+        """D's average: evaluation and acquisition use it (Polyak averaging, as Salimans et al. [27]
+        evaluate their classifier), since single GAN iterates oscillate."""
+        return self.discriminator_optimizer, self.discriminator.trainable_variables
 
     @property
     def encoder_generator_variables(self):
@@ -267,12 +238,12 @@ class ARALModel(keras.Model):
         _, logits = self.discriminator(to_model_range(images), training=False)
         return logits
 
-    def acquisition_scores(self, images):
-        """S(E(x, C(x))) in (0, 1) for uint8 images: lower means query first.
+    acquisition_keys = ("score", "latent", "logits")
 
-        Returns (probability of "labeled", latent mean, class logits).
-        """
+    def acquisition_outputs(self, images):
+        """For uint8 images: `score` S(E(x, C(x))) in (0, 1), the probability of "labeled" (lower means
+        query first); `latent` E's mean; `logits` C's class logits."""
         model_input = to_model_range(images)
         _, logits = self.discriminator(model_input, training=False)
         mu, _ = self.encoder(model_input, tf.nn.softmax(logits), training=False)
-        return tf.sigmoid(self.sampler(mu, training=False)), mu, logits
+        return {"score": tf.sigmoid(self.sampler(mu, training=False)), "latent": mu, "logits": logits}

@@ -90,8 +90,8 @@ class BatchPredictor:
 
     Each batch is padded (repeating its last image) to one fixed size, a
     multiple of the replica count, so the function is traced once; it is split
-    across the replicas, and the first output of `function` is gathered back in
-    order on every worker, without the padding.
+    across the replicas, and the output of `function` (one tensor) is gathered
+    back in order on every worker, without the padding.
     """
 
     def __init__(self, function, batch_size, strategy=None):
@@ -102,9 +102,7 @@ class BatchPredictor:
         self._step = tf.function(self._distributed_step)
 
     def _distributed_step(self, images):
-        outputs = self.strategy.run(self._function, args=(images,))
-        first = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
-        return self.strategy.gather(first, axis=0)
+        return self.strategy.gather(self.strategy.run(self._function, args=(images,)), axis=0)
 
     def __call__(self, images):
         count = len(images)
@@ -117,7 +115,7 @@ class BatchPredictor:
 
 def predict_in_batches(function, images, batch_size, indices=None, verbose=False, unit_name="image",
                        strategy=None):
-    """Applies `function` to `images[indices]` batch by batch through `strategy`; keeps the first output.
+    """Applies `function` (uint8 images -> one tensor) to `images[indices]` batch by batch through `strategy`.
 
     Only one batch of images is gathered at a time and only the outputs are
     kept, so memory stays flat as the pool grows. Results are aligned with

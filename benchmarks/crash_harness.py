@@ -90,7 +90,7 @@ def _serve(argv):
     from aral_tf import cli
 
     cli.import_tensorflow_quietly()
-    from aral_tf import acquisition, loop, training
+    from aral_tf import heuristics, loop, training
 
     position = argv.index("--")
     own = dict(argument.lstrip("-").split("=", 1) for argument in argv[1:position])
@@ -100,7 +100,7 @@ def _serve(argv):
     harness = Harness(own.get("pause_at"), own.get("marker"), own.get("event_log"), output_dir)
     loop.run_active_learning = functools.partial(loop.run_active_learning, on_event=harness.event)
     loop.predict_in_batches = harness.counting_batches("evaluate", loop.predict_in_batches)
-    acquisition.predict_in_batches = harness.counting_batches("score", acquisition.predict_in_batches)
+    heuristics.predict_in_batches = harness.counting_batches("score", heuristics.predict_in_batches)
     training.BatchPredictor.__call__ = harness.counted_call(training.BatchPredictor.__call__)
     os.replace = harness.pausing_replace(os.replace)
     main_path = os.path.join(ROOT, "main.py")

@@ -77,7 +77,7 @@ def generator_fidelity(model, judge, num_classes, latent_dim, per_class=100):
     labels = np.repeat(np.arange(num_classes), per_class)
     generated = model.generator(latent, tf.one_hot(labels, num_classes), training=False)
     judged = np.argmax(judge(generated, training=False), axis=-1)
-    with model.averaged_discriminator():
+    with model.averaged():
         classified = np.argmax(model.discriminator(generated, training=False)[1], axis=-1)
     return float(np.mean(judged == labels)), float(np.mean(classified == labels))
 
@@ -116,7 +116,7 @@ def main(argv):
     started = time.time()
     for step in range(FLAGS.every, FLAGS.steps + 1, FLAGS.every):
         trainer.train(stream, FLAGS.every, verbose=False)
-        with model.averaged_discriminator():
+        with model.averaged():
             averaged = evaluate(model, data.x_test, data.y_test, 1000)
         last = evaluate(model, data.x_test, data.y_test, 1000)
         record = {"step": step, "labels": FLAGS.labels, "seed": FLAGS.seed,

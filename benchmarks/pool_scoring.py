@@ -4,8 +4,8 @@
 
 Scores a synthetic pool of MNIST-sized images (28x28x1 uint8, made on demand
 from their indices, so the pool itself takes no memory) with the MNIST model
-(MLP networks, `--width`), through `acquisition.score_pool` and the chosen
-strategy. The bare pass runs `model.acquisition_scores` (C, E and S) as one
+(MLP networks, `--width`), through ARAL's heuristic (`heuristics.LowestScore`) and the chosen
+strategy. The bare pass runs `model.acquisition_outputs` (C, E and S) as one
 tf.function returning the scores, on the same batches, with nothing else. Both passes alternate
 over chunks of the pool so that load from other processes hits both alike.
 Prints one JSON line.
@@ -21,8 +21,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from aral_tf.acquisition import score_pool, select_lowest
 from aral_tf.distribution import make_strategy
+from aral_tf.heuristics import LowestScore, Request, select_lowest
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
 
@@ -58,6 +58,14 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def score_pool(model, pool, indices, batch_size, strategy):
+    """ARAL's scores of `pool[indices]` as its acquisition computes them (batched through `strategy`)."""
+    request = Request(model, pool, np.zeros(0, np.int64), budget=1, cycle=0, batch_size=batch_size, seed=0,
+                      strategy=strategy)
+    heuristic = LowestScore()
+    return request.pool_outputs(lambda batch: heuristic.outputs(model, batch), indices)
+
+
 def bare_pass(function, pool, indices, batch_size):
     for start in range(0, len(indices), batch_size):
         function(pool[indices[start:start + batch_size]]).numpy()
@@ -78,9 +86,9 @@ def main(argv):
         model = ARALModel(NetworkConfig(image_shape=IMAGE_SHAPE, num_classes=10, architecture="mlp",
                                         width=args.width))
     pool = SyntheticPool(args.pool_size)
-    bare = tf.function(lambda images: model.acquisition_scores(images)[0])
+    bare = tf.function(lambda images: model.acquisition_outputs(images)["score"])
     warm_up = np.arange(args.batch_size)
-    score_pool(model, pool, warm_up, args.batch_size, strategy=strategy)
+    score_pool(model, pool, warm_up, args.batch_size, strategy)
     bare_pass(bare, pool, warm_up, args.batch_size)
     rss_before = current_rss_mib()
 
@@ -90,7 +98,7 @@ def main(argv):
     for start in range(0, args.pool_size, chunk):
         indices = np.arange(start, min(start + chunk, args.pool_size))
         started = time.perf_counter()
-        scores.append(score_pool(model, pool, indices, args.batch_size, strategy=strategy))
+        scores.append(score_pool(model, pool, indices, args.batch_size, strategy))
         streamed_seconds += time.perf_counter() - started
         started = time.perf_counter()
         bare_pass(bare, pool, indices, args.batch_size)

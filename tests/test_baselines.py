@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from aral_tf import baselines
+from aral_tf import baselines, methods
 from aral_tf.distribution import make_strategy
 from aral_tf.losses import LossWeights
 from aral_tf.model import OptimizerConfig
@@ -12,12 +12,8 @@ from aral_tf.pipeline import BatchStream
 from aral_tf.training import Trainer
 from tests.helpers import tiny_config, tiny_images
 
-LEARNERS = {
-    "supervised": lambda config: baselines.SupervisedClassifier(config, OptimizerConfig()),
-    "gan": lambda config: baselines.SemiSupervisedGAN(config, LossWeights(), OptimizerConfig()),
-    "vaal": lambda config: baselines.VAALWithClassifier(config, LossWeights(), OptimizerConfig()),
-    "no_cotrain": lambda config: baselines.VAALWithGANClassifier(config, LossWeights(), OptimizerConfig()),
-}
+LEARNERS = {name: lambda config, build=build: build(config, LossWeights(), OptimizerConfig())
+            for name, build in methods.LEARNERS.items() if name != "aral"}
 
 
 def _batch(config):
@@ -69,7 +65,7 @@ def test_averaged_weights_are_used_inside_the_context_and_restored_after():
 def test_vaal_scores_are_probabilities():
     keras.utils.set_random_seed(0)
     vaal = baselines.VAAL(tiny_config(), LossWeights(), OptimizerConfig())
-    scores = np.asarray(vaal.acquisition_scores(tiny_images(7)))
+    scores = np.asarray(vaal.acquisition_score(tiny_images(7)))
     assert scores.shape == (7,) and np.all((scores > 0) & (scores < 1))
 
 
@@ -94,7 +90,7 @@ def _network_weights(learner):
     for value in vars(learner).values():
         if isinstance(value, keras.Model):
             found[value.name] = [np.array(weight) for weight in value.weights]
-        elif isinstance(value, baselines.Learner):
+        elif isinstance(value, baselines.BaselineLearner):
             found.update(_network_weights(value))
     return found
 
@@ -106,11 +102,11 @@ def _changed(before, after):
 
 RESTARTED_BY_DISCRIMINATOR_AND_GENERATOR = {
     "supervised": {"classifier"},
-    "no_cotrain": {"classifier", "vaal_decoder", "gan_discriminator", "gan_generator"},
+    "vaal_with_gan": {"classifier", "vaal_decoder", "gan_discriminator", "gan_generator"},
 }
 
 
-@pytest.mark.parametrize("name", ["supervised", "no_cotrain"])  # no_cotrain holds every other learner
+@pytest.mark.parametrize("name", ["supervised", "vaal_with_gan"])  # vaal_with_gan holds every other learner
 def test_restart_puts_back_the_networks_in_those_roles_and_clears_their_optimizers(name):
     keras.utils.set_random_seed(0)
     config = tiny_config(noise=0.3)
@@ -129,7 +125,7 @@ def test_restart_puts_back_the_networks_in_those_roles_and_clears_their_optimize
     assert _changed(start, now) == set(start) - expected
     # An optimizer starts afresh when a network it trains is restarted (VAAL's E and decoder share one).
     trained_by = {}
-    for owner in [learner] + [value for value in vars(learner).values() if isinstance(value, baselines.Learner)]:
+    for owner in [learner, *learner.sub_learners()]:
         for networks, optimizers in owner.restartable().values():
             for optimizer in optimizers:
                 trained_by.setdefault(id(optimizer), (optimizer, set()))[1].update(net.name for net in networks)

@@ -109,7 +109,8 @@ def classifier_outputs(model, images):
 
 
 def sampler_outputs(model, images):
-    probability, latent_mean, _ = model.acquisition_scores(images)
+    outputs = model.acquisition_outputs(images)
+    probability, latent_mean = outputs["score"], outputs["latent"]
     return {"labeled_probability": probability.numpy(), "acquisition_score": probability.numpy(),
             "latent_mean": latent_mean.numpy()}
 
@@ -200,7 +201,7 @@ class ExportedSignaturesTest(tf.test.TestCase):
         self.assertEqual(results[0][2], 0, results[0][1])
 
         outputs = np.load(outputs_path, allow_pickle=False)
-        with self.model.averaged_discriminator():
+        with self.model.averaged():
             expected = {(name, case): function(self.model, images)
                         for name, function in (("classifier", classifier_outputs), ("sampler", sampler_outputs))
                         for case, images in expected_inputs.items()}
@@ -261,7 +262,7 @@ class MirroredStrategyTest(tf.test.TestCase):
             paths = export.save_run(model, directory)
             served = tf.saved_model.load(paths[export.CLASSIFIER]).signatures["serving_default"]
             loaded = export.load_model(os.path.join(directory, export.MODEL_FILE))
-            with model.averaged_discriminator():
+            with model.averaged():
                 expected = model.classify(images)
             self.assertAllClose(served(images=tf.constant(images))["logits"], expected)
             self.assertAllEqual(loaded.classify(images), model.classify(images))
@@ -306,9 +307,9 @@ class KerasSaveTest(tf.test.TestCase):
         self.assertEqual(loaded.optimizer_config, model.optimizer_config)
         self.assertEqual(int(loaded.discriminator_optimizer.iterations), 3)
         self.assertAllEqual(loaded.classify(images), model.classify(images))
-        with model.averaged_discriminator(), loaded.averaged_discriminator():
+        with model.averaged(), loaded.averaged():
             self.assertAllEqual(loaded.classify(images), model.classify(images))
-            self.assertAllEqual(loaded.acquisition_scores(images)[0], model.acquisition_scores(images)[0])
+            self.assertAllEqual(loaded.acquisition_outputs(images)["score"], model.acquisition_outputs(images)["score"])
 
     def test_load_rejects_a_model_that_is_not_aral(self):
         with tempfile.TemporaryDirectory() as directory:

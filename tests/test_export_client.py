@@ -60,9 +60,10 @@ def fixture_served():
     images = tiny_images(3, seed=5)
     with tempfile.TemporaryDirectory() as directory:
         models = {name: tf.saved_model.load(path) for name, path in export.export_run(model, directory).items()}
-    with model.averaged_discriminator():
+    with model.averaged():
         logits = model.classify(images).numpy()
-        probability, latent_mean, _ = model.acquisition_scores(images)
+        outputs = model.acquisition_outputs(images)
+        probability, latent_mean = outputs["score"], outputs["latent"]
     expected = {
         export.CLASSIFIER: {"logits": logits, "probabilities": tf.nn.softmax(logits).numpy(),
                             "classes": np.argmax(logits, axis=-1)},

@@ -47,7 +47,7 @@ def test_command_exports_the_saved_run(run_dir):
                                           f"sampler: {export_dir}/sampler/1"]
     model = export.load_model(os.path.join(run_dir, export.MODEL_FILE))
     images = tiny_images(4, seed=3)
-    with model.averaged_discriminator():
+    with model.averaged():
         expected = model.classify(images)
     served = tf.saved_model.load(os.path.join(export_dir, "classifier", "1")).signatures["serving_default"]
     np.testing.assert_allclose(served(images=tf.constant(images))["logits"], expected, rtol=1e-5, atol=1e-6)

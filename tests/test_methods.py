@@ -1,5 +1,4 @@
-"""Acquisition functions on pools with known answers; every method in the loop: no labeled index, no
-pool labels; baselines under a two-replica strategy."""
+"""Every method in the loop: no labeled index, no pool labels; baselines under a two-replica strategy."""
 
 import inspect
 import os
@@ -21,51 +20,20 @@ from tests.helpers import tiny_config, tiny_images, two_cpu_strategy
 INITIAL = np.array([5, 1, 30, 12])
 
 
-def test_entropy_picks_the_most_uncertain():
-    probabilities = np.array([[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0], [0.9, 0.05, 0.05]])
-    expected = [0.0, np.log(3), np.log(2), -(0.9 * np.log(0.9) + 0.1 * np.log(0.05))]
-    np.testing.assert_allclose(methods.entropy(probabilities), expected, atol=1e-9)
-    selected = methods.select_highest(methods.entropy(probabilities), np.array([10, 11, 12, 13]), 2)
-    np.testing.assert_array_equal(selected, [11, 12])
-
-
-def test_bald_picks_the_highest_mutual_information():
-    # Image 0: the same 50/50 prediction in every pass (uncertain, but no disagreement: MI 0).
-    # Image 1: passes alternate between two confident answers (MI ln 2). Image 2: confident and stable (MI 0).
-    confident = [[1.0, 0.0], [0.0, 1.0]] * 2
-    mc = np.array([[[0.5, 0.5]] * 4, confident, [[1.0, 0.0]] * 4])
-    np.testing.assert_allclose(methods.mutual_information(mc), [0.0, np.log(2), 0.0], atol=1e-9)
-    np.testing.assert_allclose(methods.entropy(mc.mean(axis=1))[:2], [np.log(2), np.log(2)])
-    selected = methods.select_highest(methods.mutual_information(mc), np.array([7, 8, 9]), 1)
-    np.testing.assert_array_equal(selected, [8])
-
-
-def test_coreset_picks_the_farthest_points_greedily():
-    labeled = np.array([[0.0, 0.0]])
-    candidates = np.array([[1.0, 0.0], [10.0, 0.0], [9.0, 0.0], [0.0, 6.0], [0.0, 5.0]])
-    # Farthest from the origin is (10, 0); then farthest from {origin, (10, 0)} is (0, 6), then (0, 5)'s
-    # distance is 1 and (1, 0)'s is 1, so the smaller position wins the tie.
-    np.testing.assert_array_equal(methods.k_center_greedy(candidates, labeled, 3, chunk=2), [1, 3, 0])
-
-
-def test_random_is_reproducible_under_a_seed_and_changes_with_it():
-    candidates = np.arange(100, 200)
-    first = methods.random_selection(candidates, 10, seed=3, cycle=2)
-    np.testing.assert_array_equal(first, methods.random_selection(candidates, 10, seed=3, cycle=2))
-    assert first.dtype == np.int64 and len(np.unique(first)) == 10 and set(first) <= set(candidates)
-    assert not np.array_equal(first, methods.random_selection(candidates, 10, seed=4, cycle=2))
-    assert not np.array_equal(first, methods.random_selection(candidates, 10, seed=3, cycle=3))
-
-
 def test_registry_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown method 'margin'; choose one of aral, vaal"):
         methods.build_method("margin", tiny_config(), LossWeights(), OptimizerConfig(), make_strategy(), seed=0)
 
 
 def test_selection_takes_no_labels():
-    for function in (methods.Method.select, methods.k_center_greedy, methods.random_selection,
-                     methods.score_pool_with):
-        assert not {"labels", "y", "y_train", "pool_labels"} & set(inspect.signature(function).parameters)
+    assert not {"labels", "y", "y_train", "pool_labels"} & set(inspect.signature(methods.Method.select).parameters)
+
+
+def test_a_selection_the_learner_cannot_feed_is_refused():
+    with pytest.raises(ValueError, match="selection 'class_balanced' reads score, logits, which the learner of "
+                                         "'random' does not give"):
+        methods.build_method("random", tiny_config(), LossWeights(), OptimizerConfig(), make_strategy(), seed=0,
+                             selection="class_balanced")
 
 
 def _data(labels):
