@@ -10,18 +10,9 @@ Conventions:
   batch times the number of replicas, which is right for equal-sized splits.
 - Labeled, unlabeled and generated streams have the same batch size.
 
-Three equations are implemented as the working game of the method they cite
-rather than as printed (see README, "Where we depart from the printed
-equations"):
-- Eq. 7 prints the minimax generator loss log(1 - D(G(z, y), z, y)); we use
-  the non-saturating -log D(G(z, y), z, y) (see `generator_gan_loss`).
-- Eq. 8 prints +log D(G(z, y), z, y) for generated images; we use the GAN
-  discriminator's -log(1 - D(G(z, y), z, y)) (TF-GAN's minimax loss). Both
-  push D(G) towards 0; the printed form has no lower bound.
-- Eq. 10 prints -log D(x, E(x, y), y), i.e. the encoder agreeing with D. In
-  BiGAN [5] the encoder plays against D, so we use -log(1 - D(x, E(x, y), y)),
-  against D's pair head, the part of D that reads the code (see
-  `encoder_bigan_loss`).
+Eqs. 7, 8 and 10 are the working game of the method they cite rather than as
+printed: non-saturating Eq. 7, the GAN discriminator's -log(1 - D(G)) in Eq. 8,
+and E playing against D's pair head in Eq. 10 (docs/design.md says why).
 """
 
 import dataclasses
@@ -39,9 +30,8 @@ class LossWeights:
 
     `feature_matching` and `class_feature_matching` weigh the feature-matching
     terms added to G's loss; `generator_gan` weighs Eq. 7 and `generated_cls`
-    Eq. 9's generated-image term. The paper has neither of the last two
-    (both 1.0 here by default); README, "Choices the paper leaves open",
-    gives the MNIST values and why.
+    Eq. 9's generated-image term. The defaults are the paper's (no class
+    feature matching, the other two 1.0); docs/design.md gives the MNIST values.
     """
 
     gan: float = 1.0
@@ -119,12 +109,10 @@ def sampler_loss(sampler_logits_labeled, sampler_logits_unlabeled, global_batch_
 def generator_gan_loss(real_fake_logits_generated, global_batch_size=None):
     """Eq. 7 in its non-saturating form: -E_{z~p(z), y~p(y)}[log D(G(z, y), z, y)].
 
-    Printed as E[log(1 - D(G(z, y), z, y))], the minimax form. It has the same
-    fixed point, but its gradient vanishes while D rejects the generated images,
-    and then G never learns to use its class input, so the generated images
-    that train C (Eq. 9) carry random labels. Goodfellow et al. (2014) give the
-    non-saturating form for practice; TF-GAN calls it the modified generator loss.
-    Takes the logits of D's class head; against the pair head G plays `pair_generator_loss`.
+    Printed in the minimax form E[log(1 - D(G(z, y), z, y))], whose gradient
+    vanishes while D rejects G's images, so G would not learn its class input
+    (TF-GAN's "modified" generator loss is this one). Takes the logits of D's
+    class head; against the pair head G plays `pair_generator_loss`.
     """
     return _mean(tf.nn.softplus(-real_fake_logits_generated), global_batch_size)
 
@@ -216,14 +204,11 @@ def encoder_bigan_loss(pair_logits_labeled, pair_logits_unlabeled, global_batch_
         -1/2 (E_{(x, y)~(X_L, Y_L)}[log(1 - D(x, E(x, y)))] + E_{x~X_U}[log(1 - D(x, E(x, C(x))))])
       = 1/2 (E[softplus(phi(D~(x), E(x, y)))] + E[softplus(phi(D~(x), E(x, C(x))))]),   D = sigmoid(phi)
 
-    Printed as -log D(x, E(x, y), y) (the encoder agreeing with D); see the
-    module docstring. D's pair head plays the hinge game (`pair_discriminator_loss`);
-    E keeps this saturating form: its push fades once D reads its pairs as
-    generated. With the linear hinge-game loss E(phi), E pushed its codes
-    towards one side without end, into the bound of its outputs, where no
-    gradient could bring them back, and phi of real pairs ran to about 3,500
-    (protocol run 7, RESULTS.md). The labeled and unlabeled streams are
-    averaged, so real pairs weigh as much as generated ones.
+    Printed as -log D(x, E(x, y), y) (the encoder agreeing with D). E keeps
+    this saturating form although D's pair head plays the hinge game: its push
+    fades once D reads its pairs as generated, where a loss linear in phi drove
+    the codes into E's bound. The labeled and unlabeled streams are averaged,
+    so real pairs weigh as much as generated ones.
     """
     return 0.5 * (_mean(tf.nn.softplus(pair_logits_labeled), global_batch_size)
                   + _mean(tf.nn.softplus(pair_logits_unlabeled), global_batch_size))
@@ -242,9 +227,8 @@ def pair_discriminator_loss(pair_logits_labeled, pair_logits_unlabeled, pair_log
       + E_{z, y}[max(0, 1 + phi(G(z, y), z))]
 
     (real pairs, labeled and unlabeled averaged, weigh as much as generated ones).
-    With the logistic loss, phi ran away to about 27,000 on MNIST: phi also sees
-    D~(x), which tells real images from generated ones, so D could always raise
-    it further. The hinge stops pushing once a pair is past the margin.
+    phi also sees D~(x), which tells real images from generated ones, so the
+    logistic loss always pays D to raise phi further; the hinge stops past the margin.
     """
     return (0.5 * (_mean(tf.nn.relu(1.0 - pair_logits_labeled), global_batch_size)
                    + _mean(tf.nn.relu(1.0 - pair_logits_unlabeled), global_batch_size))

@@ -189,31 +189,14 @@ class Generator(keras.Model):
 class Discriminator(keras.Model):
     """D~(x) -> features h; C(x) = c_cl(h); two real/fake heads for the triple (x, z, y).
 
-    D(x, z, y) = sigmoid(c(h, y) + phi(h, z)), with l = c_cl(h) and
+    D(x, z, y) = sigmoid(c(h, y) + phi(h, z)), with l = c_cl(h):
 
-        class head   c(h, y) = LSE(l) + y . log softmax(l)
-        pair head    phi(h, z), a small MLP over the features and the latent code
+        class head   c(h, y) = LSE(l) + y . log softmax(l)   (l_y for a one-hot y; Salimans et al. [27])
+        pair head    phi(h, z), a small MLP over the features and the latent code (BiGAN [5])
 
-    For a one-hot y the class head is l_y, the class-y logit: the K+1-class
-    discriminator of Salimans et al. [27] made class-conditional. LSE(l) is
-    their unconditional "real" score, through which unlabeled and generated
-    images shape the classifier; y . log softmax(l) is how strongly C agrees
-    with the label. G plays against the whole head, so it must make images C
-    reads as their label. D itself is trained on LSE(l) alone
-    (`train_discriminator=True`), as in [27]: with the agreement term held
-    fixed inside D's loss, it reweighted each image's real/fake push by C's
-    (un)certainty, and on MNIST with 100 fixed labels C fell from 68 % to
-    23 % over 3,000 steps once G's images came to look like their labels
-    (RESULTS.md, "Session 6 diagnostics"). phi is BiGAN's joint (x, z)
-    discriminator [5].
-
-    Each head plays the GAN game on its own (model.py), the pair head in the
-    hinge form (losses.py): were D trained on the summed logit, it could tell
-    real from generated pairs by the codes alone, which takes the work off
-    LSE(l); and with the logistic loss phi ran away in full MNIST runs.
-    D trains the pair head on its features held fixed (model.py): the pair
-    game does not reshape the trunk that C shares.
-    `class_head_logit` and `pair_head_logit` compute the two heads.
+    Each head plays the GAN game on its own, the pair head in the hinge form (losses.py). D trains
+    the class head on LSE(l) alone (`train_discriminator=True`) and the pair head on fixed features
+    (model.py); G plays against the whole class head. Why: docs/design.md, "D's real/fake heads".
     """
 
     def __init__(self, config, **kwargs):
@@ -342,10 +325,9 @@ def _cnn_discriminator_layers(config):
 class ResidualBlock(keras.layers.Layer):
     """Two 3x3 convolutions with a skip connection; optional stride-2 down or 2x up sampling.
 
-    A downsampling skip averages 2x2 pools, then applies a 1x1 convolution (as SNGAN's ResNet
-    discriminator does), rather than a 1x1 convolution of stride 2: on CPU, oneDNN's gradient of a
-    strided 1x1 convolution over few input channels writes out of bounds (uxlfoundation/oneDNN#6035),
-    which crashed CelebA training at widths below 1 with a segmentation fault.
+    A downsampling skip average-pools, then applies a 1x1 convolution (as SNGAN's ResNet discriminator):
+    oneDNN's CPU gradient of a strided 1x1 convolution over few channels writes out of bounds
+    (uxlfoundation/oneDNN#6035) and crashed narrow CelebA models.
     """
 
     def __init__(self, filters, stride=1, upsample=False, **kwargs):

@@ -16,10 +16,9 @@ class AveragingAdam(keras.optimizers.Adam):
         a_0 = w_0,    a_t = m_t a_{t-1} + (1 - m_t) w_t,    m_t = min(ema_momentum, (1 + t) / (WARM_UP_STEPS + t))
 
     the num_updates rule of tf.train.ExponentialMovingAverage. Keras's own average
-    uses m_t = ema_momentum from the second update on, so with momentum 0.999 the
-    weights of the first update (near the initialisation) still hold 0.999^t of it:
-    16 % after 1,800 steps. Overrides Keras's `_update_model_variables_moving_average`
-    (keras 3.15, as pinned); everything else is Keras's Adam.
+    uses m_t = ema_momentum from the second update on, so the first weights keep a
+    share of 0.999^t (16 % after 1,800 steps). Overrides Keras's
+    `_update_model_variables_moving_average` (keras 3.15, as pinned).
     """
 
     def __init__(self, *args, **kwargs):
