@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aral_tf import cli
+from aral_tf import cli, image_folders
 from aral_tf import data as data_lib
 from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
 from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
@@ -154,7 +154,7 @@ def _mismatch_message(mismatch):
 def _output_dir():
     """The output directory, created and checked writable (and --tensorboard_dir with it)."""
     output_dir = FLAGS.output_dir or os.path.join(
-        "runs", f"{os.path.basename(FLAGS.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        "runs", f"{os.path.basename(os.path.normpath(FLAGS.dataset))}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
     require_writable("output_dir", output_dir)
     if FLAGS.tensorboard_dir:
         require_writable("tensorboard_dir", FLAGS.tensorboard_dir)
@@ -197,21 +197,41 @@ def _architecture(image_shape):
     return "cnn" if image_shape[0] <= 32 and image_shape[1] <= 32 else "resnet"
 
 
+_FOLDER_FLAGS = ("image_size", "channels", "class_names")
+
+
+def _load_data():
+    """The --dataset: the demo's sample, a registered dataset, an .npz or a folder of images."""
+    dataset, data_file = FLAGS.dataset, FLAGS.data_file
+    if dataset == definitions.DEMO_DATASET:
+        dataset, data_file = "mnist", data_file or data_lib.DEMO_FILE
+    elif image_folders.is_image_folder(dataset):
+        if data_file:
+            raise UsageError(f"--data_file={data_file}: cannot be combined with --dataset={dataset}, a folder of "
+                             "images")
+        channels = 0 if FLAGS.channels == "auto" else int(FLAGS.channels)
+        return image_folders.load_image_folder(dataset, FLAGS.image_size, channels, FLAGS.class_names)
+    given = [name for name in _FOLDER_FLAGS if FLAGS[name].present]
+    if given:
+        raise UsageError(f"--{given[0]}: only with --dataset=DIR, a folder of images (not --dataset={FLAGS.dataset})")
+    return data_lib.load_dataset(dataset, data_file, FLAGS.data_dir)[1]
+
+
 def run():
     """Validates the flags and data, then runs active learning; returns the per-cycle records."""
     _check_counts()
     strategy = _make_strategy()
-    dataset, data_file = FLAGS.dataset, FLAGS.data_file
-    if dataset == definitions.DEMO_DATASET:
-        dataset, data_file = "mnist", data_file or data_lib.DEMO_FILE
     try:
-        _, data = data_lib.load_dataset(dataset, data_file, FLAGS.data_dir)
+        data = _load_data()
         if FLAGS.initial_indices:
             initial = data_lib.load_initial_indices(FLAGS.initial_indices, data.pool_size)
         else:
             initial = data_lib.initial_indices(data.pool_size, FLAGS.initial_labels, FLAGS.seed)
     except data_lib.DataError as error:
         raise UsageError(str(error)) from None
+    if data.y_train is None and FLAGS.oracle != "files":
+        raise UsageError(f"--oracle={FLAGS.oracle}: the pool of --dataset={FLAGS.dataset} has no labels to "
+                         "simulate; label it yourself with --oracle=files")
     cycles, train_steps = FLAGS.cycles, FLAGS.train_steps
     if FLAGS.method == FULL:
         # The upper bound: one training on every label, as long as the whole schedule.
@@ -320,7 +340,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
           f"{strategy.num_replicas_in_sync} replica(s); {action} in {run_dir.path}", flush=True)
     if FLAGS.oracle == "files":
         oracle = FileOracle(data.x_train, os.path.join(run_dir.path, "queries"), data.num_classes,
-                            data.class_names)
+                            data.class_names, sources=data.pool_files)
     else:
         oracle = SimulatedOracle(data.y_train)
     loop_config = LoopConfig(budget=FLAGS.budget, cycles=cycles, train_steps=train_steps,

@@ -4,7 +4,8 @@ A dataset is either a prepared TFDS dataset (`--dataset=mnist`), the user's own
 `.npz` file for a registered dataset (`--dataset=mnist --data_file=PATH.npz`),
 or a free-standing `.npz` file (`--dataset=PATH.npz`). An `.npz` holds four
 arrays: `x_train`, `x_test` (uint8 [N, H, W, C]) and `y_train`, `y_test`
-(integer [N]); other arrays are ignored. Every problem with the input is
+(integer [N]); other arrays are ignored. (A folder of the user's own image
+files, with an unlabeled pool, is read by aral_tf/image_folders.py.) Every problem with the input is
 raised as `DataError` with a one-line message naming the flag and the file.
 """
 
@@ -80,21 +81,26 @@ def resolve_dataset(name: str) -> DatasetSpec | None:
     if name not in ALIASES:
         raise DataError(
             f"--dataset={name}: unknown dataset; choose one of {', '.join(DATASETS)}, "
-            "or a path to an .npz file"
+            "a path to an .npz file, or a folder of images (pool/ and test/)"
         )
     return DATASETS[ALIASES[name]]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageData:
-    """Validated train (the pool) and test images with int64 labels."""
+    """Validated train (the pool) and test images with int64 labels.
+
+    `y_train` is None for a pool without labels (a folder of images, aral_tf/image_folders.py), which
+    only a person can label (--oracle=files); `pool_files` then names each pool image's file.
+    """
 
     x_train: np.ndarray
-    y_train: np.ndarray
+    y_train: np.ndarray | None
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
     class_names: tuple[str, ...] | None
+    pool_files: tuple[str, ...] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

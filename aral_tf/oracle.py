@@ -3,9 +3,10 @@ through a person.
 
 `FileOracle` writes each round's queries to `DIRECTORY/ROUND/` (ROUND is `initial` for the initial
 labeled set, `cycle_K` for the images selected after cycle K): one PNG per image and `queries.csv`
-(columns `pool_index,file`). The person writes `labels.csv` beside it (columns `pool_index,label`,
-a label being a class index or, where the dataset has them, a class name). Until that file exists
-the oracle raises `AwaitingLabels`; once it exists it is validated as a whole before any label is used.
+(columns `pool_index,file`; for a pool read from image files also `source`, the image's own file).
+The person writes `labels.csv` beside it (columns `pool_index,label`, a label being a class index or,
+where the dataset has them, a class name). Until that file exists the oracle raises `AwaitingLabels`;
+once it exists it is validated as a whole before any label is used.
 """
 
 import csv
@@ -47,8 +48,10 @@ class SimulatedOracle:
 class FileOracle:
     """Asks a person: queries as PNG files and queries.csv, answers read from labels.csv."""
 
-    def __init__(self, images, directory, num_classes, class_names=None):
+    def __init__(self, images, directory, num_classes, class_names=None, sources=None):
         self._images = images
+        self._sources = sources
+        self._columns = ("pool_index", "file") + (("source",) if sources else ())
         self.directory = directory
         self._num_classes = num_classes
         self._class_names = class_names
@@ -62,18 +65,18 @@ class FileOracle:
             return read_labels(labels_path, indices, self._num_classes, self._class_names)
         self._write_queries(round_dir, indices)
         raise AwaitingLabels(
-            f"{len(indices)} images to label in {round_dir} ({QUERIES_FILE} lists pool_index,file): write "
-            f"{labels_path} with the header line pool_index,label and one line per image (label: "
+            f"{len(indices)} images to label in {round_dir} ({QUERIES_FILE} lists {','.join(self._columns)}): "
+            f"write {labels_path} with the header line pool_index,label and one line per image (label: "
             f"{_label_hint(self._num_classes, self._class_names)}), then run the same command again")
 
     def _write_queries(self, round_dir, indices):
         rows = io.StringIO()
         writer = csv.writer(rows, lineterminator="\n")
-        writer.writerow(("pool_index", "file"))
+        writer.writerow(self._columns)
         for index in indices:
             name = f"{index}.png"
             write_atomic(os.path.join(round_dir, name), tf.io.encode_png(self._images[index]).numpy())
-            writer.writerow((int(index), name))
+            writer.writerow((int(index), name) + ((self._sources[index],) if self._sources else ()))
         write_atomic(os.path.join(round_dir, QUERIES_FILE), rows.getvalue().encode())
 
 

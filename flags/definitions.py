@@ -18,10 +18,22 @@ DEMO_DATASET = "demo"
 # Data.
 flags.DEFINE_string("dataset", DEMO_DATASET,
                     "mnist, svhn, cifar10, celeba, imagenet (or their TFDS names), a path to an .npz "
-                    "file, or demo (a 5,000-digit MNIST sample shipped with the package).")
+                    "file, demo (a 5,000-digit MNIST sample shipped with the package), or a folder of your own "
+                    "images: DIR/pool/ (unlabeled PNG/JPEG files, any size) and DIR/test/ (one subfolder per "
+                    "class, or labels.csv of file,label lines); its pool is labeled with --oracle=files.")
 flags.DEFINE_string("data_file", None,
                     "Read --dataset from this .npz (x_train, y_train, x_test, y_test) instead of TFDS.")
 flags.DEFINE_string("data_dir", None, "TFDS data directory holding the prepared dataset.")
+flags.DEFINE_integer("image_size", 32,
+                     "With --dataset=DIR: every image is resized (stretched) to SIZE x SIZE pixels. 32 gives the "
+                     "cnn networks (--architecture=auto), 28 or less the mlp, more the slower resnet.",
+                     lower_bound=1, upper_bound=1024)
+flags.DEFINE_enum("channels", "auto", ["auto", "1", "3"],
+                  "With --dataset=DIR: 1 (grayscale) or 3 (RGB) converts every image; auto keeps the images' "
+                  "own, which must then be the same for all. An alpha channel is dropped.")
+flags.DEFINE_list("class_names", [],
+                  "With --dataset=DIR: the class names in class-index order (e.g. cat,dog); default: the names "
+                  "of DIR/test/'s subfolders or the labels of DIR/test/labels.csv, sorted.")
 flags.DEFINE_string("initial_indices", None,
                     "An .npy of pool indices to start labeled; default: --initial_labels drawn uniformly.")
 

@@ -159,7 +159,7 @@ class TestRegistry:
             data.resolve_dataset("fashion")
         assert _message(error) == (
             "--dataset=fashion: unknown dataset; choose one of mnist, svhn, cifar10, "
-            "celeba, imagenet, or a path to an .npz file"
+            "celeba, imagenet, a path to an .npz file, or a folder of images (pool/ and test/)"
         )
 
     def test_specs(self):

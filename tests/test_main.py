@@ -74,15 +74,6 @@ def test_tiny_end_to_end_run(workdir):
         assert [json.loads(line) for line in stream] == records
 
 
-@pytest.fixture(name="fresh_flags")
-def fixture_fresh_flags():
-    """Flags parsed in this process start from their defaults and are reset afterwards."""
-    from absl import flags  # pylint: disable=import-outside-toplevel
-    flags.FLAGS.unparse_flags()
-    yield
-    flags.FLAGS.unparse_flags()
-
-
 @pytest.mark.usefixtures("fresh_flags")
 def test_files_oracle_writes_queries_then_continues_with_the_labels(workdir, capsys):
     import main  # pylint: disable=import-outside-toplevel
