@@ -164,8 +164,6 @@ CASES = [
     # Strategies (a TPU that is not there and a malformed TF_CONFIG: test_main.py, in subprocesses).
     Case("TPU strategy without an address", ("--strategy=tpu",), "--tpu: required with --strategy=tpu"),
     Case("mixed precision without a GPU", ("--mixed_precision",), "--mixed_precision: needs a GPU"),
-    Case("mixed precision with a baseline", ("--mixed_precision", "--method=vaal"),
-         "--mixed_precision: only with --method=aral or aral_random"),
     Case("class-balanced selection with another method", ("--selection=class_balanced", "--method=aral_random"),
          "--selection=class_balanced: only with --method=aral"),
     Case("negative class feature matching", ("--class_feature_matching=-1",),
@@ -257,7 +255,7 @@ CASES = [
          run="waiting", prepare=_write_labels(_labels(ALL_LABELED[:3]))),
     Case("labels not UTF-8", ("--oracle=files",), "labels.csv: not UTF-8 text", run="waiting",
          prepare=_overwrite("queries/initial/labels.csv", b"pool_index,label\n1,\xff\n")),
-    # Export requests (python -m export --run_dir=DIR --export_dir=EXPORT); not counted in the 40 above.
+    # Export requests (python -m export --run_dir=DIR --export_dir=EXPORT); each a case of its own.
     Case("export without run dir", (), "--run_dir: required", command="export"),
     Case("export of a missing run dir", ("--run_dir={workdir}/nowhere",), "nowhere: no such directory",
          command="export"),

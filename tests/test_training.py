@@ -145,7 +145,7 @@ class PredictInBatchesTest(tf.test.TestCase):
         images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1)
         indices = np.arange(23)[::-1]
         def doubled(x):
-            return tf.reshape(tf.cast(x, tf.float32), [-1]) * 2, x
+            return tf.reshape(tf.cast(x, tf.float32), [-1]) * 2
 
         predictor = training.BatchPredictor(doubled, 5, strategy)
         self.assertEqual(predictor.padded_size, 6)
