@@ -28,6 +28,8 @@ import pytest
 from export import __main__ as export_command
 import main
 
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 BASE = ["--dataset={tiny}", "--train_steps=2", "--checkpoint_every=1", "--batch_size=4", "--eval_batch_size=8",

@@ -10,6 +10,8 @@ import pytest
 from benchmarks import compare
 from tests.helpers import assert_usage_error, run_benchmark
 
+pytestmark = pytest.mark.slow
+
 
 def _write_run(output_dir, method, seed, accuracies, first=10, step=10):
     run_dir = os.path.join(output_dir, method, f"seed_{seed}")

@@ -10,6 +10,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from aral_tf import data as data_lib
@@ -180,6 +181,7 @@ class ExportedSignaturesTest(tf.test.TestCase):
         np.savez(inputs_path.replace(".json", ".npz"), **arrays)
         return inputs_path, {name: expected for name, _, _, _, expected in good}
 
+    @pytest.mark.slow
     def test_signatures_in_a_process_without_this_package(self):
         inputs_path, expected_inputs = self.write_requests()
         outputs_path = os.path.join(self.workdir, "outputs.npz")
@@ -240,6 +242,7 @@ class ExportedSignaturesTest(tf.test.TestCase):
 
 class ChannelConversionTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_grayscale_png_feeds_an_rgb_model(self):
         model = ARALModel(tiny_config(image_shape=(8, 8, 3)))
         with tempfile.TemporaryDirectory() as directory:
@@ -252,6 +255,7 @@ class ChannelConversionTest(tf.test.TestCase):
 
 class MirroredStrategyTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_model_trained_under_mirrored_strategy_saves_and_exports(self):
         strategy = make_strategy("mirrored")
         self.assertEqual(strategy.num_replicas_in_sync, 2)
@@ -270,6 +274,7 @@ class MirroredStrategyTest(tf.test.TestCase):
 
 class VersionTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_versions_increase_and_existing_ones_stay(self):
         model = ARALModel(tiny_config())
         with tempfile.TemporaryDirectory() as directory:
@@ -295,6 +300,7 @@ class VersionTest(tf.test.TestCase):
 
 class KerasSaveTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_round_trip_keeps_weights_optimizer_state_and_average(self):
         model = trained_model(tiny_config(), tiny_images(20), np.array([0, 1, 2, 0]), steps=3)
         images = tiny_images(5, seed=9)

@@ -15,6 +15,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = ["--train_steps=2", "--batch_size=4", "--eval_batch_size=50", "--initial_labels=4", "--budget=2",
             "--cycles=1", "--width=0.02", "--latent_dim=4", "--noprogress"]
