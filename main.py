@@ -270,6 +270,10 @@ def _worker_copy():
 def _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps):
     """Starts or continues the run in `run_dir`; returns the records of its cycles."""
     records = _open_run(run_dir, data, initial)
+    if FLAGS.method == FULL and records and records[0].get("train_steps") != train_steps:
+        raise UsageError(f"--cycles={FLAGS.cycles}: this full run trained {records[0].get('train_steps')} steps, "
+                         f"not --train_steps x (--cycles + 1) = {train_steps}; give the --cycles it was started "
+                         "with or choose a new --output_dir")
     finished = len(records) == cycles + 1 and _saved(run_dir)
     _check_workers_agree(strategy, run_dir, len(records), finished)
     if finished:

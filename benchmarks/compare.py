@@ -5,8 +5,8 @@
 
 Each method x seed runs `main.py --method=M --seed=K --output_dir=DIR/M/seed_K` (a subprocess, so every
 run starts from a fresh, seeded TensorFlow) with the other flags passed through unchanged. Runs whose
-results.jsonl already holds every cycle are skipped, so a long comparison can be finished over several
-sittings; an unfinished one (stopped, or run with fewer --cycles) resumes where it stopped. Then:
+results.jsonl already holds every cycle of this schedule are skipped, so a long comparison can be finished
+over several sittings; an unfinished one (stopped, or run with fewer --cycles) resumes where it stopped. Then:
     DIR/summary.csv               method, num_labeled, seeds, mean and std of the test accuracy
     DIR/summary.md                the same as a table, and the labels each method needs to reach --targets
     DIR/accuracy_vs_labels.png    one line per method with a +-1 std band; `full` as a dashed line
@@ -56,19 +56,28 @@ def read_records(run_dir):
     return RunDirectory(run_dir).read_results()
 
 
-def expected_records(method, cycles):
-    """Records a finished run holds: one per cycle, one for `full` (a single training)."""
-    return 1 if method == FULL else cycles + 1
+def schedule(method, cycles, train_steps):
+    """(records, training steps of each) of a finished run; `full` trains once, as long as the whole schedule.
+
+    The same schedule as main.py's: `full` runs cycle 0 alone for train_steps x (cycles + 1) steps.
+    """
+    return (1, train_steps * (cycles + 1)) if method == FULL else (cycles + 1, train_steps)
+
+
+def is_finished(records, method, cycles, train_steps):
+    """Whether a run's records hold every cycle of this schedule, each trained for its steps."""
+    count, steps = schedule(method, cycles, train_steps)
+    return len(records) >= count and all(record.get("train_steps") == steps for record in records[:count])
 
 
 def run_dir_of(output_dir, method, seed):
     return os.path.join(output_dir, method, f"seed_{seed}")
 
 
-def pending_runs(output_dir, methods, seeds, cycles):
+def pending_runs(output_dir, methods, seeds, cycles, train_steps):
     """(method, seed) pairs whose run is not finished, in the order they should run (seed-major)."""
     return [(method, seed) for seed in range(seeds) for method in methods
-            if len(read_records(run_dir_of(output_dir, method, seed))) < expected_records(method, cycles)]
+            if not is_finished(read_records(run_dir_of(output_dir, method, seed)), method, cycles, train_steps)]
 
 
 def passthrough_arguments(argv):
@@ -98,7 +107,7 @@ def run_one(output_dir, method, seed, arguments, log=print):
         return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT, check=False).returncode
 
 
-def summarize(output_dir, methods, cycles):
+def summarize(output_dir, methods, cycles, train_steps):
     """Rows (method, num_labeled, seeds, mean, std) over the finished runs under `output_dir`."""
     rows = []
     for method in methods:
@@ -108,7 +117,7 @@ def summarize(output_dir, methods, cycles):
             if not (re.fullmatch(r"seed_\d+", name) and os.path.isdir(os.path.join(method_dir, name))):
                 continue
             records = read_records(os.path.join(method_dir, name))
-            if len(records) >= expected_records(method, cycles):
+            if is_finished(records, method, cycles, train_steps):
                 runs.append(records)
         by_labels = {}
         for records in runs:
@@ -199,9 +208,9 @@ def plot_png(rows, methods, title):
     return buffer.getvalue()
 
 
-def write_summary(output_dir, methods, cycles, targets, title):
+def write_summary(output_dir, methods, cycles, train_steps, targets, title):
     """Writes summary.csv, summary.md and accuracy_vs_labels.png under `output_dir`; returns the rows."""
-    rows = summarize(output_dir, methods, cycles)
+    rows = summarize(output_dir, methods, cycles, train_steps)
     write_atomic(os.path.join(output_dir, "summary.csv"), csv_text(rows).encode())
     write_atomic(os.path.join(output_dir, "summary.md"), markdown_text(rows, methods, targets).encode())
     write_atomic(os.path.join(output_dir, "accuracy_vs_labels.png"), plot_png(rows, methods, title))
@@ -242,7 +251,7 @@ def main(argv):
 def run_and_summarize(targets):
     """Runs the pending runs (unless --norun), then writes the summary; exits 1 if a run failed."""
     arguments = passthrough_arguments(sys.argv[1:])
-    pending = pending_runs(FLAGS.output_dir, FLAGS.methods, FLAGS.seeds, FLAGS.cycles)
+    pending = pending_runs(FLAGS.output_dir, FLAGS.methods, FLAGS.seeds, FLAGS.cycles, FLAGS.train_steps)
     finished = len(FLAGS.methods) * FLAGS.seeds - len(pending)
     print(f"{finished} runs finished, {len(pending)} {'to run' if FLAGS.run else 'not finished (--norun)'}; "
           f"results in {FLAGS.output_dir}", flush=True)
@@ -255,7 +264,7 @@ def run_and_summarize(targets):
             if code == USAGE_EXIT_CODE:
                 break
     title = f"{FLAGS.dataset}, {FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''}"
-    write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, targets, title)
+    write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, FLAGS.train_steps, targets, title)
     print(f"summary: {os.path.join(FLAGS.output_dir, 'summary.md')}")
     if failures:
         print("failed: " + "; ".join(failures), file=sys.stderr)
