@@ -177,6 +177,13 @@ def next_version(export_dir):
     return max(versions) + 1
 
 
+def latest_export(export_dir):
+    """{name: version dir} of the newest version under export_dir holding both models; {} when there is none."""
+    version = next_version(export_dir) - 1
+    found = {name: os.path.join(export_dir, name, str(version)) for name in (CLASSIFIER, SAMPLER)}
+    return found if version and all(os.path.isdir(path) for path in found.values()) else {}
+
+
 def _warning_or_above(record):
     return record.levelno >= logging.WARNING
 
