@@ -28,7 +28,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from aral_tf.cli import one_line
+from aral_tf.cli import one_line, quiet_info_logs
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
@@ -270,7 +270,8 @@ class RunCheckpoint:
                 raise FloatingPointError(f"{variable.path} is not finite at cycle {position.cycle} step "
                                          f"{position.step}; the last good checkpoint is kept")
         self._position.assign(json.dumps({"run_id": self._run_id, **dataclasses.asdict(position)}))
-        return self._manager.save()
+        with quiet_info_logs():
+            return self._manager.save()
 
     def restore_latest(self):
         """Restores the newest checkpoint and returns its TrainingPosition; None if there is none."""
