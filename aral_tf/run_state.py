@@ -2,6 +2,7 @@
 
     run.json                 the run's id and identity (what must not change when it resumes)
     results.jsonl            one JSON line per finished cycle
+    accuracy_vs_labels.png   test accuracy against labels, redrawn after each cycle (aral_tf/plots.py)
     cycle_K/labeled.npy      pool indices labeled while training cycle K (int64)
     cycle_K/labels.npy       their labels, as the oracle gave them (int64)
     cycle_K/selected.npy     pool indices queried after cycle K (int64)

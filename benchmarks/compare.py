@@ -29,6 +29,7 @@ cli.import_tensorflow_quietly()
 from absl import app, flags
 import numpy as np
 
+from aral_tf import plots
 from aral_tf.cli import USAGE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
 from aral_tf.methods import FULL, METHODS
 from aral_tf.run_state import RunDirectory, RunStateError, write_atomic
@@ -45,10 +46,6 @@ FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags the runner sets per run (or reads itself); every other flag goes to main.py unchanged.
 OWN_FLAGS = ("methods", "seeds", "targets", "run", "norun", "output_dir", "method", "seed", "progress", "noprogress")
-COLORS = {"aral": "tab:red", "vaal": "tab:blue", "random": "tab:gray", "entropy": "tab:green",
-          "bald": "tab:purple", "coreset": "tab:orange", "full": "black", "aral_random": "tab:pink",
-          "aral_no_encoder": "tab:brown",
-          "aral_no_cotrain": "tab:olive"}
 
 
 def read_records(run_dir):
@@ -173,47 +170,12 @@ def markdown_text(rows, methods, targets):
     return "\n".join(lines) + "\n"
 
 
-def plot_png(rows, methods, title):
-    """Fig. 3-style plot (PNG bytes): accuracy vs labels, a line and a ±1 std band per method, `full` dashed."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
-
-    figure, axes = pyplot.subplots(figsize=(6.4, 4.8))
-    curve_labels = sorted({row["num_labeled"] for row in rows if row["method"] != FULL})
-    for method in methods:
-        points = [row for row in rows if row["method"] == method]
-        if not points:
-            continue
-        mean = 100 * np.array([row["mean_accuracy"] for row in points])
-        std = 100 * np.array([row["std_accuracy"] for row in points])
-        color = COLORS.get(method)
-        if method == FULL:
-            axes.axhline(mean[0], color=color, linestyle="--",
-                         label=f"{method} ({points[0]['num_labeled']} labels)")
-            if curve_labels:
-                axes.axhspan(mean[0] - std[0], mean[0] + std[0], color=color, alpha=0.08)
-            continue
-        labels = np.array([row["num_labeled"] for row in points])
-        axes.plot(labels, mean, marker="o", markersize=3, color=color, label=method)
-        axes.fill_between(labels, mean - std, mean + std, color=color, alpha=0.15)
-    axes.set_xlabel("number of labeled images")
-    axes.set_ylabel("test accuracy (%)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    pyplot.close(figure)
-    return buffer.getvalue()
-
-
 def write_summary(output_dir, methods, cycles, train_steps, targets, title):
     """Writes summary.csv, summary.md and accuracy_vs_labels.png under `output_dir`; returns the rows."""
     rows = summarize(output_dir, methods, cycles, train_steps)
     write_atomic(os.path.join(output_dir, "summary.csv"), csv_text(rows).encode())
     write_atomic(os.path.join(output_dir, "summary.md"), markdown_text(rows, methods, targets).encode())
-    write_atomic(os.path.join(output_dir, "accuracy_vs_labels.png"), plot_png(rows, methods, title))
+    write_atomic(os.path.join(output_dir, plots.PLOT_FILE), plots.accuracy_png(rows, methods, title))
     return rows
 
 

@@ -58,6 +58,8 @@ def test_tiny_end_to_end_run(workdir):
     assert selected.dtype == np.int64 and len(selected) == 2
     for name in ("flags.txt", "run.json", "checkpoints/checkpoint", "cycle_1/labels.npy"):
         assert os.path.exists(os.path.join(output_dir, name)), name
+    with open(os.path.join(output_dir, "accuracy_vs_labels.png"), "rb") as stream:
+        assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
     export_dir = os.path.join(output_dir, "export")
     assert result.stdout.splitlines()[-1] == (
         f"done: 6 labels, test accuracy {records[-1]['test_accuracy']:.4f}; classifier "
@@ -76,6 +78,14 @@ def test_tiny_end_to_end_run(workdir):
     assert os.path.isfile(os.path.join(output_dir, "model.keras"))
     with open(os.path.join(output_dir, "results.jsonl"), encoding="utf-8") as stream:
         assert [json.loads(line) for line in stream] == records
+
+
+def test_main_imports_without_matplotlib():
+    """The plot's matplotlib is imported when a cycle's plot is drawn, not with the command."""
+    check = "import sys; sys.modules['matplotlib'] = None; import main, aral_tf.plots"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.fixture(name="fresh_flags")
