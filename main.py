@@ -19,8 +19,11 @@ import os
 import shutil
 import tempfile
 
+from aral_tf import allocator  # Imports no TensorFlow.
 from aral_tf.cli import import_tensorflow_quietly  # Imports no TensorFlow.
 
+if __name__ == "__main__":
+    allocator.use_fast_allocator()  # Re-executes this command once with mimalloc preloaded.
 import_tensorflow_quietly()
 
 # pylint: disable=wrong-import-position
