@@ -19,8 +19,11 @@ import os
 import shutil
 import tempfile
 
+from aral_tf import allocator  # Imports no TensorFlow.
 from aral_tf.cli import import_tensorflow_quietly  # Imports no TensorFlow.
 
+if __name__ == "__main__":
+    allocator.use_fast_allocator()  # Re-executes this command once with mimalloc preloaded.
 import_tensorflow_quietly()
 
 # pylint: disable=wrong-import-position
@@ -33,7 +36,7 @@ from aral_tf import cli
 from aral_tf import data as data_lib
 from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
 from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
-from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
+from aral_tf.export import CLASSIFIER, EXPORT_SUBDIR, MODEL_FILE, SAMPLER, latest_export, save_run
 from aral_tf.learner import NETWORKS
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.losses import LossWeights
@@ -239,9 +242,6 @@ def run():
     else:
         with _worker_copy() as run_dir:
             records = _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps)
-    print("labels  test accuracy")
-    for record in records:
-        print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
     return records
 
 
@@ -268,13 +268,35 @@ def _worker_copy():
 def _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps):
     """Starts or continues the run in `run_dir`; returns the records of its cycles."""
     records = _open_run(run_dir, data, initial)
+    if FLAGS.method == FULL and records and records[0].get("train_steps") != train_steps:
+        raise UsageError(f"--cycles={FLAGS.cycles}: this full run trained {records[0].get('train_steps')} steps, "
+                         f"not --train_steps x (--cycles + 1) = {train_steps}; give the --cycles it was started "
+                         "with or choose a new --output_dir")
     finished = len(records) == cycles + 1 and _saved(run_dir)
     _check_workers_agree(strategy, run_dir, len(records), finished)
     if finished:
         print(f"The run in {run_dir.path} has finished all {cycles + 1} cycles; give a larger --cycles "
               "to continue it.")
-        return records
-    return _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps)
+        exported = latest_export(os.path.join(run_dir.path, EXPORT_SUBDIR)) if FLAGS.export else {}
+    else:
+        records, exported = _continue_run(run_dir, records, data, initial, network_config, strategy, cycles,
+                                          train_steps)
+    print("labels  test accuracy")
+    for record in records:
+        print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
+    print(_closing_line(run_dir, records[-1], exported), flush=True)
+    return records
+
+
+def _closing_line(run_dir, record, exported):
+    """The run's end in one line: labels used, test accuracy, and where the classifier and sampler are."""
+    if exported:
+        saved = f"classifier {exported[CLASSIFIER]}, sampler {exported[SAMPLER]}"
+    elif FLAGS.method in ARAL_TRAINED_METHODS:
+        saved = f"model {os.path.join(run_dir.path, MODEL_FILE)} (no SavedModels: --noexport)"
+    else:
+        saved = f"no model saved (--method={FLAGS.method} trains no ARAL model)"
+    return f"done: {record['num_labeled']} labels, test accuracy {record['test_accuracy']:.4f}; {saved}"
 
 
 def _check_workers_agree(strategy, run_dir, finished_cycles, finished):
@@ -298,8 +320,8 @@ def _saved(run_dir):
 def _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps):
     """Builds the model, runs (or continues) active learning in `run_dir` and saves the final model.
 
-    Returns the records of all cycles. A run whose cycles are all done only restores its last
-    checkpoint and saves it (a process stopped before saving).
+    Returns the records of all cycles and the export's version dirs by name ({} without one). A run
+    whose cycles are all done only restores its last checkpoint and saves it (a process stopped before saving).
     """
     run_dir.remove_temporaries()
     method = build_method(
@@ -339,12 +361,8 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
         if logger:
             logger.close()
     if method.aral_model is None:
-        print(f"--method={FLAGS.method} trains no ARAL model: nothing saved beyond the results files")
-        return records
-    exported = save_run(method.aral_model, run_dir.path, export=FLAGS.export)
-    print(f"model saved to {os.path.join(run_dir.path, MODEL_FILE)}; SavedModels: "
-          f"{', '.join(exported.values()) or 'none (--noexport)'}")
-    return records
+        return records, {}
+    return records, save_run(method.aral_model, run_dir.path, export=FLAGS.export)
 
 
 def main(argv):

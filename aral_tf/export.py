@@ -19,8 +19,6 @@ Bad requests (wrong rank or size, empty batch, values outside [0, 1], bytes that
 JPEG) fail with an InvalidArgumentError whose message names the input and what was expected.
 """
 
-import contextlib
-import logging
 import os
 import tempfile
 import warnings
@@ -28,6 +26,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from aral_tf.cli import quiet_info_logs
 from aral_tf.data import resize_uint8
 from aral_tf.model import ARALModel
 from aral_tf.run_state import replaced_atomically
@@ -177,23 +176,11 @@ def next_version(export_dir):
     return max(versions) + 1
 
 
-def _warning_or_above(record):
-    return record.levelno >= logging.WARNING
-
-
-@contextlib.contextmanager
-def _quiet_saver_logs():
-    """Hides the saver's INFO lines (renamed captures, paths in the temporary directory), logged
-    through the `tensorflow` and absl loggers."""
-    # A filter, not a level: tf.saved_model.save itself resets the absl logger's level.
-    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
-    for logger in loggers:
-        logger.addFilter(_warning_or_above)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(_warning_or_above)
+def latest_export(export_dir):
+    """{name: version dir} of the newest version under export_dir holding both models; {} when there is none."""
+    version = next_version(export_dir) - 1
+    found = {name: os.path.join(export_dir, name, str(version)) for name in (CLASSIFIER, SAMPLER)}
+    return found if version and all(os.path.isdir(path) for path in found.values()) else {}
 
 
 def _save_version(module, base_dir, version):
@@ -202,7 +189,7 @@ def _save_version(module, base_dir, version):
     final = os.path.join(base_dir, str(version))
     temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{version}-")
     try:
-        with _quiet_saver_logs():
+        with quiet_info_logs():
             tf.saved_model.save(module, temporary, signatures=module.signatures())
         os.rename(temporary, final)
     except BaseException:

@@ -2,6 +2,7 @@
 
     run.json                 the run's id and identity (what must not change when it resumes)
     results.jsonl            one JSON line per finished cycle
+    accuracy_vs_labels.png   test accuracy against labels, redrawn after each cycle (aral_tf/plots.py)
     cycle_K/labeled.npy      pool indices labeled while training cycle K (int64)
     cycle_K/labels.npy       their labels, as the oracle gave them (int64)
     cycle_K/selected.npy     pool indices queried after cycle K (int64)
@@ -28,7 +29,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from aral_tf.cli import one_line
+from aral_tf.cli import one_line, quiet_info_logs
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
@@ -270,7 +271,8 @@ class RunCheckpoint:
                 raise FloatingPointError(f"{variable.path} is not finite at cycle {position.cycle} step "
                                          f"{position.step}; the last good checkpoint is kept")
         self._position.assign(json.dumps({"run_id": self._run_id, **dataclasses.asdict(position)}))
-        return self._manager.save()
+        with quiet_info_logs():
+            return self._manager.save()
 
     def restore_latest(self):
         """Restores the newest checkpoint and returns its TrainingPosition; None if there is none."""

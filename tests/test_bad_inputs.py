@@ -2,9 +2,9 @@
 
 Each case runs main's command line (or the export command, `python -m export`) on a copy of a
 prepared run directory: `done` (a finished two-cycle run), `waiting` (an --oracle=files run waiting
-for its initial labels), or `new` (a path that does not exist yet). The cases run in this process
-(absl flags are re-parsed each time; the exit code is SystemExit's); a few also run as real
-subprocesses. The directory's files must be byte-for-byte the same afterwards (`new`: it must not
+for its initial labels), `full` (a finished --method=full run) or `new` (a path that does not exist
+yet). The cases run in this process (absl flags are re-parsed each time; the exit code is SystemExit's);
+a few also run as real subprocesses. The directory's files must be byte-for-byte the same afterwards (`new`: it must not
 exist).
 """
 
@@ -211,6 +211,8 @@ CASES = [
     Case("images changed since the start", (), "--dataset={tiny}: these are not the images this run was started",
          prepare=_change_stored_image_hash),
     Case("fewer cycles than finished", ("--cycles=0",), "--cycles=0: this run already finished cycle 1"),
+    Case("full run of another schedule", ("--method=full", "--cycles=2"),
+         "--cycles=2: this full run trained 4 steps, not --train_steps x (--cycles + 1) = 6", run="full"),
     Case("initial set differs", (), "--initial_labels=4: not the initial labeled set",
          prepare=_save_array("cycle_0/labeled.npy", np.array([0, 1, 2, 3]))),
     Case("run.json not JSON", (), "run.json: unreadable", prepare=_overwrite("run.json", b"{oops")),
@@ -371,11 +373,12 @@ def _formatted(arguments, files):
 
 @pytest.fixture(name="prepared", scope="module")
 def fixture_prepared():
-    """Input files and three run directories: `done`, `other_run` (another seed) and `waiting`."""
+    """Input files and four run directories: `done`, `other_run` (another seed), `waiting` and `full`."""
     with tempfile.TemporaryDirectory() as workdir:
         files = _data_files(workdir)
         base = _formatted(BASE, files)
-        for name, extra in (("done", []), ("other_run", ["--seed=1"]), ("waiting", ["--oracle=files"])):
+        for name, extra in (("done", []), ("other_run", ["--seed=1"]), ("waiting", ["--oracle=files"]),
+                            ("full", ["--method=full"])):
             files[name] = os.path.join(workdir, name)
             code, stderr = run_cli(base + extra + [f"--output_dir={files[name]}"])
             assert code == 0, stderr

@@ -1,5 +1,6 @@
 """aral_tf.cli: one-line errors and exit codes, flag parsing, muted native stderr, writability."""
 
+import logging
 import os
 
 from absl import flags
@@ -16,6 +17,15 @@ def error_line(capsys, call, code=cli.USAGE_EXIT_CODE):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     return lines[0]
+
+
+def test_quiet_info_logs_drops_info_and_keeps_warnings(caplog):
+    caplog.set_level(logging.INFO)
+    with cli.quiet_info_logs():
+        logging.getLogger("absl").info("Sharding callback duration: 152 microseconds")
+        logging.getLogger("tensorflow").warning("a real warning")
+    logging.getLogger("absl").info("after the context")
+    assert [record.getMessage() for record in caplog.records] == ["a real warning", "after the context"]
 
 
 def test_native_stderr_is_muted_inside_and_restored_after(capfd):

@@ -149,6 +149,10 @@ class RunCheckpointTest(tf.test.TestCase):
         for variable in every_variable(self.model):
             variable.assign(rng.integers(1, 100, variable.shape).astype(variable.dtype))
 
+    def test_saving_logs_nothing_below_warning(self):
+        with self.assertNoLogs("absl", "INFO"), self.assertNoLogs("tensorflow", "INFO"):
+            run_state.RunCheckpoint(self.model, self.directory, "run-a").save(position())
+
     def test_restores_every_model_and_optimizer_variable_and_the_position(self):
         saved = run_state.RunCheckpoint(self.model, self.directory, "run-a")
         self.assertIsNone(saved.restore_latest())
