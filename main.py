@@ -33,6 +33,7 @@ from aral_tf import cli
 from aral_tf import data as data_lib
 from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
 from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
+from aral_tf import export as export_lib
 from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.losses import LossWeights
@@ -40,7 +41,8 @@ from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
 from aral_tf.model import NETWORKS, OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
-from aral_tf.run_state import LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
+from aral_tf.run_state import (LOCK_FILE, QUERIES_DIR, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint,
+                               write_atomic)
 from aral_tf.summaries import TensorBoardLogger
 from flags import definitions
 
@@ -57,12 +59,7 @@ def parse_flags(argv):
 
 
 def _check_counts():
-    for name, minimum in (("initial_labels", 1), ("budget", 1), ("cycles", 0), ("train_steps", 1),
-                          ("batch_size", 1), ("eval_batch_size", 1), ("latent_dim", 1), ("seed", 0),
-                          ("checkpoint_every", 1)):
-        value = FLAGS[name].value
-        if value < minimum:
-            raise UsageError(f"--{name}={value}: must be at least {minimum}")
+    """Checks what absl's bounds (flags/definitions.py) cannot."""
     if not FLAGS.width > 0 or not math.isfinite(FLAGS.width):
         raise UsageError(f"--width={FLAGS.width}: must be positive")
     if FLAGS.method not in METHODS:
@@ -71,8 +68,6 @@ def _check_counts():
     if unknown:
         raise UsageError(f"--restart_each_cycle={','.join(FLAGS.restart_each_cycle)}: unknown network "
                          f"{unknown[0]!r}; choose from {', '.join(NETWORKS)}")
-    if FLAGS.mc_passes < 2:
-        raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
     if FLAGS.selection != "lowest" and FLAGS.method != "aral":
         raise UsageError(f"--selection={FLAGS.selection}: only with --method=aral (not --method={FLAGS.method})")
     if FLAGS.mixed_precision and FLAGS.method not in ARAL_TRAINED_METHODS:
@@ -145,8 +140,8 @@ def _mismatch_message(mismatch):
     advice = "continue it with the same value or choose a new --output_dir"
     if mismatch.key == _DATA_KEY:
         source = f"--data_file={FLAGS.data_file}" if FLAGS.data_file else f"--dataset={FLAGS.dataset}"
-        return (f"{source}: these are not the images this run was started with (their number, shape or "
-                f"SHA-256 differs); {advice}")
+        return (f"{source}: these are not the data this run was started with (their number, shape, classes or "
+                f"the SHA-256 of x_train, y_train, x_test and y_test differs); {advice}")
     given = f"--{mismatch.key}" + ("" if mismatch.given is None else f"={mismatch.given}")
     started = (f"without --{mismatch.key}" if mismatch.started is None
                else f"with --{mismatch.key}={mismatch.started}")
@@ -154,9 +149,19 @@ def _mismatch_message(mismatch):
 
 
 def _output_dir():
-    """The output directory, created and checked writable (and --tensorboard_dir with it)."""
+    """The output directory, created and checked writable (and --tensorboard_dir with it).
+
+    A directory that holds files but no run.json is refused before anything is written: it is not a run.
+    """
     output_dir = FLAGS.output_dir or os.path.join(
         "runs", f"{os.path.basename(FLAGS.dataset)}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = RunDirectory(output_dir)
+    if run_dir.holds_run_files() and not os.path.exists(run_dir.run_path):
+        raise UsageError(f"--output_dir={output_dir}: holds run files but no run.json (a run of an older "
+                         "version?); choose a new directory")
+    if run_dir.holds_other_files():
+        raise UsageError(f"--output_dir={output_dir}: holds files but no run.json, so it is not a run; "
+                         "choose a new or empty directory (nothing in it was changed)")
     require_writable("output_dir", output_dir)
     if FLAGS.tensorboard_dir:
         require_writable("tensorboard_dir", FLAGS.tensorboard_dir)
@@ -169,11 +174,8 @@ def _open_run(run_dir, data, initial):
     Returns the records of the run's finished cycles.
     """
     if not os.path.exists(run_dir.run_path):
-        if run_dir.holds_run_files():
-            raise UsageError(f"--output_dir={run_dir.path}: holds run files but no run.json (a run of an older "
-                             "version?); choose a new directory")
-        write_atomic(os.path.join(run_dir.path, "flags.txt"), FLAGS.flags_into_string().encode())
         run_dir.open_run(_identity(data))
+        write_atomic(os.path.join(run_dir.path, "flags.txt"), FLAGS.flags_into_string().encode())
         return []
     try:
         run_dir.open_run(_identity(data))
@@ -210,6 +212,9 @@ def run():
         _, data = data_lib.load_dataset(dataset, data_file, FLAGS.data_dir)
         if FLAGS.initial_indices:
             initial = data_lib.load_initial_indices(FLAGS.initial_indices, data.pool_size)
+            if definitions.given_explicitly("initial_labels") and FLAGS.initial_labels != len(initial):
+                raise UsageError(f"--initial_labels={FLAGS.initial_labels}: --initial_indices="
+                                 f"{FLAGS.initial_indices} gives {len(initial)} initial labels; drop one of the two")
         else:
             initial = data_lib.initial_indices(data.pool_size, FLAGS.initial_labels, FLAGS.seed)
     except data_lib.DataError as error:
@@ -290,11 +295,12 @@ def _check_workers_agree(strategy, run_dir, finished_cycles, finished):
 
 
 def _saved(run_dir):
-    """Whether the end of the run was saved: model.keras and, with --export, an export (ARAL-trained methods)."""
+    """Whether the end of the run was saved (ARAL-trained methods): model.keras and, with --export, an
+    export whose newest version holds both models, none half-written."""
     if FLAGS.method not in ARAL_TRAINED_METHODS:
         return True
     return os.path.exists(os.path.join(run_dir.path, MODEL_FILE)) and (
-        not FLAGS.export or os.path.isdir(os.path.join(run_dir.path, EXPORT_SUBDIR)))
+        not FLAGS.export or export_lib.is_complete(os.path.join(run_dir.path, EXPORT_SUBDIR)))
 
 
 def _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps):
@@ -304,6 +310,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     checkpoint and saves it (a process stopped before saving).
     """
     run_dir.remove_temporaries()
+    export_lib.remove_temporaries(os.path.join(run_dir.path, EXPORT_SUBDIR))
     method = build_method(
         FLAGS.method, network_config,
         LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
@@ -321,7 +328,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
           f"{data.num_classes} classes, {network_config.architecture} networks, "
           f"{strategy.num_replicas_in_sync} replica(s); {action} in {run_dir.path}", flush=True)
     if FLAGS.oracle == "files":
-        oracle = FileOracle(data.x_train, os.path.join(run_dir.path, "queries"), data.num_classes,
+        oracle = FileOracle(data.x_train, os.path.join(run_dir.path, QUERIES_DIR), data.num_classes,
                             data.class_names)
     else:
         oracle = SimulatedOracle(data.y_train)

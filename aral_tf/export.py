@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from aral_tf.data import resize_uint8
 from aral_tf.model import ARALModel
-from aral_tf.run_state import replaced_atomically
+from aral_tf.run_state import TEMPORARY_PREFIX, replaced_atomically
 
 CLASSIFIER = "classifier"
 SAMPLER = "sampler"
@@ -167,14 +167,40 @@ class SamplerModule(ImageModelModule):
                 "latent_mean": latent_mean}
 
 
+def _versions(export_dir, name):
+    """The integer versions saved under export_dir/name."""
+    directory = os.path.join(export_dir, name)
+    return {int(entry) for entry in os.listdir(directory) if entry.isdigit()} if os.path.isdir(directory) else set()
+
+
 def next_version(export_dir):
     """One above the largest integer version under export_dir/{classifier,sampler} (1 when none)."""
-    versions = [0]
-    for name in (CLASSIFIER, SAMPLER):
-        directory = os.path.join(export_dir, name)
-        if os.path.isdir(directory):
-            versions += [int(entry) for entry in os.listdir(directory) if entry.isdigit()]
-    return max(versions) + 1
+    return max(_versions(export_dir, CLASSIFIER) | _versions(export_dir, SAMPLER), default=0) + 1
+
+
+def _unfinished(export_dir):
+    """(version, names) of an export stopped midway: its newest version lacks one model; else None."""
+    newest = next_version(export_dir) - 1
+    missing = [name for name in (CLASSIFIER, SAMPLER) if newest not in _versions(export_dir, name)]
+    return (newest, missing) if newest and missing else None
+
+
+def _temporaries(export_dir):
+    """The temporary directories of SavedModels being written (or left by a killed process)."""
+    return [os.path.join(export_dir, name, entry) for name in (CLASSIFIER, SAMPLER)
+            if os.path.isdir(os.path.join(export_dir, name))
+            for entry in os.listdir(os.path.join(export_dir, name)) if entry.startswith(TEMPORARY_PREFIX)]
+
+
+def is_complete(export_dir):
+    """True when export_dir holds both models of its newest version and no SavedModel half-written."""
+    return next_version(export_dir) > 1 and _unfinished(export_dir) is None and not _temporaries(export_dir)
+
+
+def remove_temporaries(export_dir):
+    """Deletes the temporary SavedModel directories a killed export left (only with no export running)."""
+    for path in _temporaries(export_dir):
+        tf.io.gfile.rmtree(path)
 
 
 def _warning_or_above(record):
@@ -200,7 +226,7 @@ def _save_version(module, base_dir, version):
     """Saves `module` as base_dir/<version> through a temporary directory; returns the version dir."""
     os.makedirs(base_dir, exist_ok=True)
     final = os.path.join(base_dir, str(version))
-    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{version}-")
+    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f"{TEMPORARY_PREFIX}{version}-")
     try:
         with _quiet_saver_logs():
             tf.saved_model.save(module, temporary, signatures=module.signatures())
@@ -211,15 +237,19 @@ def _save_version(module, base_dir, version):
     return final
 
 
-def export_run(model, export_dir):
+def export_run(model, export_dir, finish=False):
     """Exports the classifier and the sampler of `model` under a new version; returns {name: version dir}.
 
+    With `finish`, an export of the same model stopped midway (its newest version lacks one of the
+    two) is finished instead: only the missing model is saved, under that version.
     D holds the moving average of its weights during the export, as in evaluation and acquisition.
     """
-    version = next_version(export_dir)
+    unfinished = _unfinished(export_dir) if finish else None
+    version, names = unfinished or (next_version(export_dir), (CLASSIFIER, SAMPLER))
+    modules = {CLASSIFIER: ClassifierModule, SAMPLER: SamplerModule}
     with model.averaged_discriminator():
-        return {name: _save_version(module, os.path.join(export_dir, name), version)
-                for name, module in ((CLASSIFIER, ClassifierModule(model)), (SAMPLER, SamplerModule(model)))}
+        return {name: _save_version(modules[name](model), os.path.join(export_dir, name), version)
+                for name in names}
 
 
 def save_model(model, path):
@@ -239,9 +269,10 @@ def load_model(path):
 
 
 def save_run(model, run_dir, export=True):
-    """End of a run: run_dir/model.keras, and with `export` the SavedModels in run_dir/export.
+    """End of a run: run_dir/model.keras, and with `export` the SavedModels in run_dir/export (finishing
+    an export of this run that a killed process left half-written).
 
-    Returns the version dirs of the export ({} without it).
+    Returns the version dirs written by the export ({} without it).
     """
     save_model(model, os.path.join(run_dir, MODEL_FILE))
-    return export_run(model, os.path.join(run_dir, EXPORT_SUBDIR)) if export else {}
+    return export_run(model, os.path.join(run_dir, EXPORT_SUBDIR), finish=True) if export else {}

@@ -122,7 +122,7 @@ def _change_stored_image_hash(run_dir, files):  # pylint: disable=unused-argumen
     path = os.path.join(run_dir, "run.json")
     with open(path, encoding="utf-8") as stream:
         stored = json.load(stream)
-    stored["identity"]["pool_fingerprint"]["x_train_sha256"] = "0" * 64
+    stored["identity"]["pool_fingerprint"]["sha256"] = "0" * 64
     _write(path, json.dumps(stored).encode())
 
 
@@ -208,7 +208,7 @@ CASES = [
     Case("added initial indices", ("--initial_indices={first_four}",),
          "this run was started without --initial_indices"),
     Case("other data file", ("--dataset={tiny_other}",), "--dataset={tiny_other}: this run was started with"),
-    Case("images changed since the start", (), "--dataset={tiny}: these are not the images this run was started",
+    Case("images changed since the start", (), "--dataset={tiny}: these are not the data this run was started",
          prepare=_change_stored_image_hash),
     Case("fewer cycles than finished", ("--cycles=0",), "--cycles=0: this run already finished cycle 1"),
     Case("initial set differs", (), "--initial_labels=4: not the initial labeled set",
