@@ -14,6 +14,7 @@ command on an existing OUTPUT_DIR continues that run where it stopped.
 
 import contextlib
 import datetime
+import errno
 import math
 import os
 import shutil
@@ -31,7 +32,8 @@ import tensorflow as tf
 
 from aral_tf import cli
 from aral_tf import data as data_lib
-from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
+from aral_tf import resources
+from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, one_line, refuse_arguments, require_writable
 from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
 from aral_tf import export as export_lib
 from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
@@ -193,6 +195,43 @@ def _open_run(run_dir, data, initial):
     return records
 
 
+def _check_memory(data):
+    """Refuses a batch that cannot fit in the memory left beside the loaded data (resources.batch_bytes)."""
+    available = resources.available_memory()
+    if available is None:
+        return
+    for name, images in (("eval_batch_size", FLAGS.eval_batch_size), ("batch_size", 3 * FLAGS.batch_size)):
+        needed = resources.batch_bytes(images, data.image_shape)
+        if needed > available:
+            raise UsageError(f"--{name}={FLAGS[name].value}: a batch of {images} images of "
+                             f"{'x'.join(map(str, data.image_shape))} needs about {resources.size_text(needed)} of "
+                             f"memory, {resources.size_text(available)} is available")
+
+
+def _check_disk(run_dir, learner):
+    """Refuses a run whose checkpoints, model.keras and export cannot fit on the disk (resources.save_bytes)."""
+    free = resources.free_disk(run_dir.path)
+    needed = resources.save_bytes(learner.variables)
+    if free is not None and needed > free:
+        raise UsageError(f"--output_dir={run_dir.path}: its checkpoints, model.keras and export need about "
+                         f"{resources.size_text(needed)}, {resources.size_text(free)} is free there")
+
+
+def _disk_full_message(error):
+    """The one line for a write that found the disk full (an OSError or TensorFlow's error), else None."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = error.filename or FLAGS.output_dir
+        free = resources.free_disk(where)
+        space = "" if free is None else f" ({resources.size_text(free)} free)"
+        what = f"{where}: no space left on device{space}"
+    elif isinstance(error, tf.errors.OpError) and "No space left on device" in str(error):
+        what = f"no space left on device ({one_line(error.message, limit=300)})"
+    else:
+        return None
+    return (f"{what}; the finished cycles and the last complete checkpoint are kept: free some space and run "
+            "the same command again")
+
+
 def _architecture(image_shape):
     if FLAGS.architecture != "auto":
         return FLAGS.architecture
@@ -219,6 +258,7 @@ def run():
             initial = data_lib.initial_indices(data.pool_size, FLAGS.initial_labels, FLAGS.seed)
     except data_lib.DataError as error:
         raise UsageError(str(error)) from None
+    _check_memory(data)
     cycles, train_steps = FLAGS.cycles, FLAGS.train_steps
     if FLAGS.method == FULL:
         # The upper bound: one training on every label, as long as the whole schedule.
@@ -323,6 +363,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
         strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
         balance_classes=FLAGS.selection == "class_balanced")
+    _check_disk(run_dir, method.learner)
     action = f"continuing at cycle {len(records)}" if records else "results"
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks, "
@@ -366,6 +407,11 @@ def main(argv):
         fail(error)
     except FloatingPointError as error:
         fail(f"{error}; the finished cycles and the last good checkpoint are kept", FAILURE_EXIT_CODE)
+    except (OSError, tf.errors.OpError) as error:
+        message = _disk_full_message(error)
+        if message is None:
+            raise
+        fail(message, FAILURE_EXIT_CODE)
 
 
 def console_main():

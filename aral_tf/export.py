@@ -16,7 +16,7 @@ Every exported model has four signatures; preprocessing is inside the graph and 
     tf_example       examples      string [batch]: serialized tf.Example with the PNG or JPEG
                                    in feature `image/encoded`
 Bad requests (wrong rank or size, empty batch, values outside [0, 1], bytes that are not PNG or
-JPEG) fail with an InvalidArgumentError whose message names the input and what was expected.
+JPEG, strings that are not such a tf.Example) fail with an InvalidArgumentError whose message names the input and what was expected.
 """
 
 import contextlib
@@ -84,9 +84,20 @@ class ImageModelModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
     def serve_examples(self, examples):
-        features = tf.io.parse_example(self._checked_strings(examples, "examples"),
-                                       {EXAMPLE_IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)})
-        return self.outputs(self._decoded(features[EXAMPLE_IMAGE_FEATURE]))
+        examples = self._checked_strings(examples, "examples")
+        features = {EXAMPLE_IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)}
+        # parse_example's own error quotes the bytes it failed on, and TensorFlow's Python client fails
+        # to decode a message that is not UTF-8; so the examples are tried first, and refused in words.
+        parsed = (tf.data.Dataset.from_tensor_slices(examples)
+                  .map(lambda example: tf.io.parse_single_example(example, features))
+                  .ignore_errors().reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+        check = tf.debugging.Assert(
+            tf.equal(parsed, tf.size(examples, out_type=tf.int64)),
+            [f"examples must be serialized tf.Example protos with a bytes feature {EXAMPLE_IMAGE_FEATURE}; "
+             "only", parsed, "of", tf.size(examples), "are"])
+        with tf.control_dependencies([check]):
+            encoded = tf.io.parse_example(tf.identity(examples), features)[EXAMPLE_IMAGE_FEATURE]
+        return self.outputs(self._decoded(encoded))
 
     @property
     def _shape_text(self):
