@@ -30,12 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aral_tf import cli
+from aral_tf import cli, resources
 from aral_tf import data as data_lib
-from aral_tf import resources
+from aral_tf import export as export_lib
 from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, one_line, refuse_arguments, require_writable
 from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
-from aral_tf import export as export_lib
 from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.losses import LossWeights
@@ -43,8 +42,7 @@ from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
 from aral_tf.model import NETWORKS, OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
-from aral_tf.run_state import (LOCK_FILE, QUERIES_DIR, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint,
-                               write_atomic)
+from aral_tf.run_state import LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
 from aral_tf.summaries import TensorBoardLogger
 from flags import definitions
 
@@ -369,7 +367,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
           f"{data.num_classes} classes, {network_config.architecture} networks, "
           f"{strategy.num_replicas_in_sync} replica(s); {action} in {run_dir.path}", flush=True)
     if FLAGS.oracle == "files":
-        oracle = FileOracle(data.x_train, os.path.join(run_dir.path, QUERIES_DIR), data.num_classes,
+        oracle = FileOracle(data.x_train, run_dir.queries_dir, data.num_classes,
                             data.class_names)
     else:
         oracle = SimulatedOracle(data.y_train)

@@ -16,7 +16,8 @@ Every exported model has four signatures; preprocessing is inside the graph and 
     tf_example       examples      string [batch]: serialized tf.Example with the PNG or JPEG
                                    in feature `image/encoded`
 Bad requests (wrong rank or size, empty batch, values outside [0, 1], bytes that are not PNG or
-JPEG, strings that are not such a tf.Example) fail with an InvalidArgumentError whose message names the input and what was expected.
+JPEG, strings that are not such a tf.Example) fail with an InvalidArgumentError whose message names
+the input and what was expected.
 """
 
 import contextlib

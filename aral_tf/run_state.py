@@ -139,6 +139,7 @@ class RunDirectory:
         self.results_path = os.path.join(path, RESULTS_FILE)
         self.run_path = os.path.join(path, RUN_FILE)
         self.checkpoint_dir = os.path.join(path, CHECKPOINT_DIR)
+        self.queries_dir = os.path.join(path, QUERIES_DIR)
 
     def holds_run_files(self):
         """True when the directory holds results, checkpoints or cycle files."""
@@ -212,9 +213,8 @@ class RunDirectory:
         """
         directories = [self.path] + [os.path.join(self.path, name) for name in os.listdir(self.path)
                                      if name.startswith("cycle_")]
-        queries = os.path.join(self.path, QUERIES_DIR)
-        if os.path.isdir(queries):
-            directories += [os.path.join(queries, name) for name in os.listdir(queries)]
+        if os.path.isdir(self.queries_dir):
+            directories += [os.path.join(self.queries_dir, name) for name in os.listdir(self.queries_dir)]
         for directory in filter(os.path.isdir, directories):
             for name in os.listdir(directory):
                 path = os.path.join(directory, name)

@@ -50,7 +50,7 @@ flags.DEFINE_integer("batch_size", 100,
 flags.DEFINE_integer("eval_batch_size", 500, f"Batch size for evaluation and pool scoring (1 to {MAX_BATCH:,}).",
                      lower_bound=1, upper_bound=MAX_BATCH)
 flags.DEFINE_integer("seed", 0, "Seed of the initial draw, the initialisation and every training draw "
-                     f"(0 to 2**32 - 1).", lower_bound=0, upper_bound=MAX_SEED)
+                     "(0 to 2**32 - 1).", lower_bound=0, upper_bound=MAX_SEED)
 flags.DEFINE_string("output_dir", None,
                     "Directory of the run; default runs/<dataset>-<time>. Given an existing run, continues it.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")

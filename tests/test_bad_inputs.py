@@ -27,6 +27,7 @@ import zipfile
 from absl import flags
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from aral_tf import resources
 from export import __main__ as export_command
@@ -340,7 +341,8 @@ CASES = [
          run="waiting", prepare=_write_labels(_labels(ALL_LABELED[:3]))),
     Case("labels field too long", ("--oracle=files",), "labels.csv: line 3: a field of 2,000 characters",
          run="waiting", prepare=_write_labels(_labels(ALL_LABELED[:1] + ["{q1}," + "x" * 2000] + ALL_LABELED[2:]))),
-    Case("labels file too large", ("--oracle=files",), "bytes, more than the 69,632 a labels file of 4 queries may have",
+    Case("labels file too large", ("--oracle=files",),
+         "bytes, more than the 69,632 a labels file of 4 queries may have",
          run="waiting", prepare=_write_labels(_labels(ALL_LABELED) + "\n" * 300000)),
     Case("labels not UTF-8", ("--oracle=files",), "labels.csv: not UTF-8 text", run="waiting",
          prepare=_overwrite("queries/initial/labels.csv", b"pool_index,label\n1,\xff\n")),
@@ -568,3 +570,58 @@ def test_bad_input_in_a_subprocess(name, prepared):
     case = next(case for case in CASES if case.name == name)
     with tempfile.TemporaryDirectory() as workdir:
         _check(case, prepared, *_run_case(case, prepared, workdir, in_process=False))
+
+
+def _without_noexport(arguments):
+    return [argument for argument in arguments if argument != "--noexport"]
+
+
+@pytest.mark.parametrize("killed_during", ["classifier", "sampler"])
+def test_an_export_stopped_midway_is_finished_by_the_next_run(killed_during, prepared):
+    """Killed while saving one SavedModel (its `.tmp-` directory left; with the sampler, classifier/1 is done)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        run_dir = os.path.join(workdir, "run")
+        shutil.copytree(prepared["done"], run_dir)
+        export_dir = os.path.join(run_dir, "export")
+        os.makedirs(os.path.join(export_dir, killed_during, ".tmp-1-abcd", "variables"))
+        if killed_during == "sampler":
+            os.makedirs(os.path.join(export_dir, "classifier", "1"))
+        code, stderr = run_cli(_without_noexport(_formatted(BASE, prepared)) + [f"--output_dir={run_dir}"])
+        assert code == 0, stderr
+        for name in ("classifier", "sampler"):
+            assert sorted(os.listdir(os.path.join(export_dir, name))) == ["1"], name
+        assert os.path.exists(os.path.join(export_dir, "sampler", "1", "saved_model.pb"))
+        # A finished part is not written again.
+        assert (killed_during == "sampler") == (os.listdir(os.path.join(export_dir, "classifier", "1")) == [])
+        code, stderr = run_cli(_without_noexport(_formatted(BASE, prepared)) + [f"--output_dir={run_dir}"])
+        assert code == 0 and sorted(os.listdir(os.path.join(export_dir, "sampler"))) == ["1"], stderr
+
+
+def test_a_run_stopped_by_a_full_disk_continues_as_an_uninterrupted_one(prepared):
+    with tempfile.TemporaryDirectory() as workdir:
+        runs = {name: os.path.join(workdir, name) for name in ("stopped", "uninterrupted")}
+        for path in runs.values():
+            shutil.copytree(prepared["done"], path)
+        arguments = {name: _formatted(BASE, prepared) + [f"--output_dir={path}", "--cycles=2"]
+                     for name, path in runs.items()}
+        with _disk_full_at_fsync():
+            code, stderr = run_cli(arguments["stopped"])
+        assert code == 1 and "no space left on device" in stderr, stderr
+        for name in ("stopped", "uninterrupted"):
+            code, stderr = run_cli(arguments[name])
+            assert code == 0, stderr
+        results = {}
+        for name, path in runs.items():
+            with open(os.path.join(path, "results.jsonl"), encoding="utf-8") as stream:
+                results[name] = [(record["num_labeled"], record["test_accuracy"]) for record in map(json.loads, stream)]
+            results[name].append(np.load(os.path.join(path, "cycle_2", "labeled.npy")).tolist())
+        assert results["stopped"] == results["uninterrupted"]
+
+
+def test_a_full_disk_in_a_tensorflow_write_is_one_line():
+    error = tf.errors.ResourceExhaustedError(None, None, "/runs/x/checkpoints/ckpt-3_temp/part-00000-of-00001.data; "
+                                             "No space left on device")
+    message = main._disk_full_message(error)  # pylint: disable=protected-access
+    assert message.startswith("no space left on device (/runs/x/checkpoints/ckpt-3_temp/"), message
+    assert "run the same command again" in message and "\n" not in message
+    assert main._disk_full_message(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is None
