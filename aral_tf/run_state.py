@@ -40,6 +40,9 @@ LOCK_FILE = ".lock"
 TEMPORARY_PREFIX = ".tmp-"
 RUN_FORMAT = 1
 CHECKPOINTS_KEPT = 2
+# A temporary file of write_atomic (tempfile.mkstemp's eight random characters), as a process killed
+# while writing run.json, the first file of a run, leaves it.
+TEMPORARY_FILE = re.compile(r"\.tmp-[a-z0-9_]{8}")
 # The index file of checkpoint N, as tf.train.CheckpointManager names it.
 CHECKPOINT_INDEX = re.compile(r"ckpt-(\d+)\.index")
 # What a damaged run file's error adds.
@@ -149,11 +152,14 @@ class RunDirectory:
                    for name in os.listdir(self.path))
 
     def holds_other_files(self):
-        """True when the directory exists without run.json and holds anything but the lock file:
-        the user's own files (or a run of an older version), which a run must not touch."""
+        """True when the directory exists without run.json and holds anything but the lock file and a
+        temporary file of run.json: the user's own files (or a run of an older version), which a run
+        must not touch."""
         if not os.path.isdir(self.path) or os.path.exists(self.run_path):
             return False
-        return any(name != LOCK_FILE for name in os.listdir(self.path))
+        return any(name != LOCK_FILE and not (TEMPORARY_FILE.fullmatch(name)
+                                              and os.path.isfile(os.path.join(self.path, name)))
+                   for name in os.listdir(self.path))
 
     def open_run(self, identity=None):
         """The run's id; creates run.json (with `identity`) for a new run, else compares `identity` with it.

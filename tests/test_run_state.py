@@ -113,7 +113,11 @@ class FilesTest(tf.test.TestCase):
         self.assertFalse(run_state.RunDirectory(os.path.join(self.directory, "missing")).holds_other_files())
         with self.run.locked():
             self.assertFalse(self.run.holds_other_files())
-        with open(os.path.join(self.directory, "notes.txt"), "w", encoding="utf-8"):
+        # What a process killed while writing run.json leaves.
+        handle, _ = tempfile.mkstemp(dir=self.directory, prefix=run_state.TEMPORARY_PREFIX)
+        os.close(handle)
+        self.assertFalse(self.run.holds_other_files())
+        with open(os.path.join(self.directory, ".tmp-notes.txt"), "w", encoding="utf-8"):
             pass
         self.assertTrue(self.run.holds_other_files())
         self.run.open_run({})
