@@ -253,6 +253,20 @@ class ChannelConversionTest(tf.test.TestCase):
         self.assertAllClose(from_bytes["logits"], from_rgb["logits"])
 
 
+class GarbageExampleTest(tf.test.TestCase):
+
+    def test_tf_example_of_bytes_that_are_not_utf8_is_an_invalid_argument(self):
+        model = ARALModel(tiny_config())
+        with tempfile.TemporaryDirectory() as directory:
+            signature = tf.saved_model.load(export.export_run(model, directory)[export.CLASSIFIER]).signatures[
+                "tf_example"]
+            good = serialized_examples(encode_png(tiny_images(2, seed=5)))
+            self.assertEqual(signature(examples=tf.constant(good))["logits"].shape, (2, 3))
+            for garbage in ([b"\xff\xfe\x80garbage\xc3"], good[:1] + [b"\x0a\x05\x0a\x03\xff\xfe"]):
+                with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "serialized tf.Example"):
+                    signature(examples=tf.constant(garbage))
+
+
 class MirroredStrategyTest(tf.test.TestCase):
 
     @pytest.mark.slow
@@ -293,6 +307,25 @@ class VersionTest(tf.test.TestCase):
             for name in (export.CLASSIFIER, export.SAMPLER):
                 self.assertEqual([entry for entry in os.listdir(os.path.join(directory, name))
                                   if entry.startswith(".")], [])
+
+    def test_an_export_stopped_midway_is_finished_under_its_version(self):
+        model = ARALModel(tiny_config())
+        with tempfile.TemporaryDirectory() as directory:
+            self.assertFalse(export.is_complete(directory))
+            export.export_run(model, directory)
+            self.assertTrue(export.is_complete(directory))
+            tf.io.gfile.rmtree(os.path.join(directory, export.SAMPLER, "1"))
+            leftover = os.path.join(directory, export.SAMPLER, ".tmp-1-abc")
+            os.makedirs(leftover)
+            self.assertFalse(export.is_complete(directory))
+            export.remove_temporaries(directory)
+            self.assertFalse(os.path.exists(leftover))
+            self.assertFalse(export.is_complete(directory))
+            self.assertEqual(export.export_run(model, directory, finish=True),
+                             {export.SAMPLER: os.path.join(directory, export.SAMPLER, "1")})
+            self.assertTrue(export.is_complete(directory))
+            self.assertEqual(set(export.export_run(model, directory, finish=True).values()),
+                             {os.path.join(directory, name, "2") for name in (export.CLASSIFIER, export.SAMPLER)})
 
     def test_next_version_of_a_missing_directory_is_one(self):
         self.assertEqual(export.next_version(os.path.join(tempfile.gettempdir(), "no-such-export-dir")), 1)
