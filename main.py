@@ -14,13 +14,17 @@ command on an existing OUTPUT_DIR continues that run where it stopped.
 
 import contextlib
 import datetime
+import errno
 import math
 import os
 import shutil
 import tempfile
 
+from aral_tf import allocator  # Imports no TensorFlow.
 from aral_tf.cli import import_tensorflow_quietly  # Imports no TensorFlow.
 
+if __name__ == "__main__":
+    allocator.use_fast_allocator()  # Re-executes this command once with mimalloc preloaded.
 import_tensorflow_quietly()
 
 # pylint: disable=wrong-import-position
@@ -29,11 +33,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aral_tf import cli, image_folders
+from aral_tf import cli, image_folders, resources
 from aral_tf import data as data_lib
-from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
+from aral_tf import export as export_lib
+from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, one_line, refuse_arguments, require_writable
 from aral_tf.distribution import StrategyError, is_chief, make_strategy, same_on_every_worker
-from aral_tf.export import EXPORT_SUBDIR, MODEL_FILE, save_run
+from aral_tf.export import CLASSIFIER, EXPORT_SUBDIR, MODEL_FILE, SAMPLER, latest_export, save_run
 from aral_tf.learner import NETWORKS
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.losses import LossWeights
@@ -58,12 +63,7 @@ def parse_flags(argv):
 
 
 def _check_counts():
-    for name, minimum in (("initial_labels", 1), ("budget", 1), ("cycles", 0), ("train_steps", 1),
-                          ("batch_size", 1), ("eval_batch_size", 1), ("latent_dim", 1), ("seed", 0),
-                          ("checkpoint_every", 1)):
-        value = FLAGS[name].value
-        if value < minimum:
-            raise UsageError(f"--{name}={value}: must be at least {minimum}")
+    """Checks what absl's bounds (flags/definitions.py) cannot."""
     if not FLAGS.width > 0 or not math.isfinite(FLAGS.width):
         raise UsageError(f"--width={FLAGS.width}: must be positive")
     if FLAGS.method not in METHODS:
@@ -72,8 +72,6 @@ def _check_counts():
     if unknown:
         raise UsageError(f"--restart_each_cycle={','.join(FLAGS.restart_each_cycle)}: unknown network "
                          f"{unknown[0]!r}; choose from {', '.join(NETWORKS)}")
-    if FLAGS.mc_passes < 2:
-        raise UsageError(f"--mc_passes={FLAGS.mc_passes}: must be at least 2")
     if FLAGS.selection != "lowest" and FLAGS.method != "aral":
         raise UsageError(f"--selection={FLAGS.selection}: only with --method=aral (not --method={FLAGS.method})")
     for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler", "lr_classifier"):
@@ -143,8 +141,8 @@ def _mismatch_message(mismatch):
     advice = "continue it with the same value or choose a new --output_dir"
     if mismatch.key == _DATA_KEY:
         source = f"--data_file={FLAGS.data_file}" if FLAGS.data_file else f"--dataset={FLAGS.dataset}"
-        return (f"{source}: these are not the images this run was started with (their number, shape or "
-                f"SHA-256 differs); {advice}")
+        return (f"{source}: these are not the data this run was started with (their number, shape, classes or "
+                f"the SHA-256 of x_train, y_train, x_test and y_test differs); {advice}")
     given = f"--{mismatch.key}" + ("" if mismatch.given is None else f"={mismatch.given}")
     started = (f"without --{mismatch.key}" if mismatch.started is None
                else f"with --{mismatch.key}={mismatch.started}")
@@ -152,9 +150,19 @@ def _mismatch_message(mismatch):
 
 
 def _output_dir():
-    """The output directory, created and checked writable (and --tensorboard_dir with it)."""
+    """The output directory, created and checked writable (and --tensorboard_dir with it).
+
+    A directory that holds files but no run.json is refused before anything is written: it is not a run.
+    """
     output_dir = FLAGS.output_dir or os.path.join(
         "runs", f"{os.path.basename(os.path.normpath(FLAGS.dataset))}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+    run_dir = RunDirectory(output_dir)
+    if run_dir.holds_run_files() and not os.path.exists(run_dir.run_path):
+        raise UsageError(f"--output_dir={output_dir}: holds run files but no run.json (a run of an older "
+                         "version?); choose a new directory")
+    if run_dir.holds_other_files():
+        raise UsageError(f"--output_dir={output_dir}: holds files but no run.json, so it is not a run; "
+                         "choose a new or empty directory (nothing in it was changed)")
     require_writable("output_dir", output_dir)
     if FLAGS.tensorboard_dir:
         require_writable("tensorboard_dir", FLAGS.tensorboard_dir)
@@ -167,11 +175,8 @@ def _open_run(run_dir, data, initial):
     Returns the records of the run's finished cycles.
     """
     if not os.path.exists(run_dir.run_path):
-        if run_dir.holds_run_files():
-            raise UsageError(f"--output_dir={run_dir.path}: holds run files but no run.json (a run of an older "
-                             "version?); choose a new directory")
-        write_atomic(os.path.join(run_dir.path, "flags.txt"), FLAGS.flags_into_string().encode())
         run_dir.open_run(_identity(data))
+        write_atomic(os.path.join(run_dir.path, "flags.txt"), FLAGS.flags_into_string().encode())
         return []
     try:
         run_dir.open_run(_identity(data))
@@ -187,6 +192,43 @@ def _open_run(run_dir, data, initial):
         raise UsageError(f"{source}: not the initial labeled set this run was started with "
                          f"({run_dir.cycle_file(0, 'labeled.npy')})")
     return records
+
+
+def _check_memory(data):
+    """Refuses a batch that cannot fit in the memory left beside the loaded data (resources.batch_bytes)."""
+    available = resources.available_memory()
+    if available is None:
+        return
+    for name, images in (("eval_batch_size", FLAGS.eval_batch_size), ("batch_size", 3 * FLAGS.batch_size)):
+        needed = resources.batch_bytes(images, data.image_shape)
+        if needed > available:
+            raise UsageError(f"--{name}={FLAGS[name].value}: a batch of {images} images of "
+                             f"{'x'.join(map(str, data.image_shape))} needs about {resources.size_text(needed)} of "
+                             f"memory, {resources.size_text(available)} is available")
+
+
+def _check_disk(run_dir, learner):
+    """Refuses a run whose checkpoints, model.keras and export cannot fit on the disk (resources.save_bytes)."""
+    free = resources.free_disk(run_dir.path)
+    needed = resources.save_bytes(learner.variables)
+    if free is not None and needed > free:
+        raise UsageError(f"--output_dir={run_dir.path}: its checkpoints, model.keras and export need about "
+                         f"{resources.size_text(needed)}, {resources.size_text(free)} is free there")
+
+
+def _disk_full_message(error):
+    """The one line for a write that found the disk full (an OSError or TensorFlow's error), else None."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = error.filename or FLAGS.output_dir
+        free = resources.free_disk(where)
+        space = "" if free is None else f" ({resources.size_text(free)} free)"
+        what = f"{where}: no space left on device{space}"
+    elif isinstance(error, tf.errors.OpError) and "No space left on device" in str(error):
+        what = f"no space left on device ({one_line(error.message, limit=300)})"
+    else:
+        return None
+    return (f"{what}; the finished cycles and the last complete checkpoint are kept: free some space and run "
+            "the same command again")
 
 
 def _architecture(image_shape):
@@ -225,6 +267,9 @@ def run():
         data = _load_data()
         if FLAGS.initial_indices:
             initial = data_lib.load_initial_indices(FLAGS.initial_indices, data.pool_size)
+            if definitions.given_explicitly("initial_labels") and FLAGS.initial_labels != len(initial):
+                raise UsageError(f"--initial_labels={FLAGS.initial_labels}: --initial_indices="
+                                 f"{FLAGS.initial_indices} gives {len(initial)} initial labels; drop one of the two")
         else:
             initial = data_lib.initial_indices(data.pool_size, FLAGS.initial_labels, FLAGS.seed)
     except data_lib.DataError as error:
@@ -232,6 +277,7 @@ def run():
     if data.y_train is None and FLAGS.oracle != "files":
         raise UsageError(f"--oracle={FLAGS.oracle}: the pool of --dataset={FLAGS.dataset} has no labels to "
                          "simulate; label it yourself with --oracle=files")
+    _check_memory(data)
     cycles, train_steps = FLAGS.cycles, FLAGS.train_steps
     if FLAGS.method == FULL:
         # The upper bound: one training on every label, as long as the whole schedule.
@@ -259,9 +305,6 @@ def run():
     else:
         with _worker_copy() as run_dir:
             records = _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps)
-    print("labels  test accuracy")
-    for record in records:
-        print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
     return records
 
 
@@ -288,13 +331,35 @@ def _worker_copy():
 def _run_in(run_dir, data, initial, network_config, strategy, cycles, train_steps):
     """Starts or continues the run in `run_dir`; returns the records of its cycles."""
     records = _open_run(run_dir, data, initial)
+    if FLAGS.method == FULL and records and records[0].get("train_steps") != train_steps:
+        raise UsageError(f"--cycles={FLAGS.cycles}: this full run trained {records[0].get('train_steps')} steps, "
+                         f"not --train_steps x (--cycles + 1) = {train_steps}; give the --cycles it was started "
+                         "with or choose a new --output_dir")
     finished = len(records) == cycles + 1 and _saved(run_dir)
     _check_workers_agree(strategy, run_dir, len(records), finished)
     if finished:
         print(f"The run in {run_dir.path} has finished all {cycles + 1} cycles; give a larger --cycles "
               "to continue it.")
-        return records
-    return _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps)
+        exported = latest_export(os.path.join(run_dir.path, EXPORT_SUBDIR)) if FLAGS.export else {}
+    else:
+        records, exported = _continue_run(run_dir, records, data, initial, network_config, strategy, cycles,
+                                          train_steps)
+    print("labels  test accuracy")
+    for record in records:
+        print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
+    print(_closing_line(run_dir, records[-1], exported), flush=True)
+    return records
+
+
+def _closing_line(run_dir, record, exported):
+    """The run's end in one line: labels used, test accuracy, and where the classifier and sampler are."""
+    if exported:
+        saved = f"classifier {exported[CLASSIFIER]}, sampler {exported[SAMPLER]}"
+    elif FLAGS.method in ARAL_TRAINED_METHODS:
+        saved = f"model {os.path.join(run_dir.path, MODEL_FILE)} (no SavedModels: --noexport)"
+    else:
+        saved = f"no model saved (--method={FLAGS.method} trains no ARAL model)"
+    return f"done: {record['num_labeled']} labels, test accuracy {record['test_accuracy']:.4f}; {saved}"
 
 
 def _check_workers_agree(strategy, run_dir, finished_cycles, finished):
@@ -308,20 +373,22 @@ def _check_workers_agree(strategy, run_dir, finished_cycles, finished):
 
 
 def _saved(run_dir):
-    """Whether the end of the run was saved: model.keras and, with --export, an export (ARAL-trained methods)."""
+    """Whether the end of the run was saved (ARAL-trained methods): model.keras and, with --export, an
+    export whose newest version holds both models, none half-written."""
     if FLAGS.method not in ARAL_TRAINED_METHODS:
         return True
     return os.path.exists(os.path.join(run_dir.path, MODEL_FILE)) and (
-        not FLAGS.export or os.path.isdir(os.path.join(run_dir.path, EXPORT_SUBDIR)))
+        not FLAGS.export or export_lib.is_complete(os.path.join(run_dir.path, EXPORT_SUBDIR)))
 
 
 def _continue_run(run_dir, records, data, initial, network_config, strategy, cycles, train_steps):
     """Builds the model, runs (or continues) active learning in `run_dir` and saves the final model.
 
-    Returns the records of all cycles. A run whose cycles are all done only restores its last
-    checkpoint and saves it (a process stopped before saving).
+    Returns the records of all cycles and the export's version dirs by name ({} without one). A run
+    whose cycles are all done only restores its last checkpoint and saves it (a process stopped before saving).
     """
     run_dir.remove_temporaries()
+    export_lib.remove_temporaries(os.path.join(run_dir.path, EXPORT_SUBDIR))
     method = build_method(
         FLAGS.method, network_config,
         LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
@@ -334,12 +401,13 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
                         beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
         strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
         selection=None if FLAGS.selection == "lowest" else FLAGS.selection)
+    _check_disk(run_dir, method.learner)
     action = f"continuing at cycle {len(records)}" if records else "results"
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks, "
           f"{strategy.num_replicas_in_sync} replica(s); {action} in {run_dir.path}", flush=True)
     if FLAGS.oracle == "files":
-        oracle = FileOracle(data.x_train, os.path.join(run_dir.path, "queries"), data.num_classes,
+        oracle = FileOracle(data.x_train, run_dir.queries_dir, data.num_classes,
                             data.class_names, sources=data.pool_files)
     else:
         oracle = SimulatedOracle(data.y_train)
@@ -359,12 +427,8 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
         if logger:
             logger.close()
     if method.aral_model is None:
-        print(f"--method={FLAGS.method} trains no ARAL model: nothing saved beyond the results files")
-        return records
-    exported = save_run(method.aral_model, run_dir.path, export=FLAGS.export)
-    print(f"model saved to {os.path.join(run_dir.path, MODEL_FILE)}; SavedModels: "
-          f"{', '.join(exported.values()) or 'none (--noexport)'}")
-    return records
+        return records, {}
+    return records, save_run(method.aral_model, run_dir.path, export=FLAGS.export)
 
 
 def main(argv):
@@ -377,6 +441,11 @@ def main(argv):
         fail(error)
     except FloatingPointError as error:
         fail(f"{error}; the finished cycles and the last good checkpoint are kept", FAILURE_EXIT_CODE)
+    except (OSError, tf.errors.OpError) as error:
+        message = _disk_full_message(error)
+        if message is None:
+            raise
+        fail(message, FAILURE_EXIT_CODE)
 
 
 def console_main():

@@ -7,6 +7,7 @@ lines before importing it.
 """
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -72,6 +73,28 @@ def muted_native_stderr():
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
         os.close(devnull)
+
+
+def _warning_or_above(record):
+    return record.levelno >= logging.WARNING
+
+
+@contextlib.contextmanager
+def quiet_info_logs():
+    """Within this context, the `tensorflow` and absl loggers drop records below WARNING; warnings and
+    errors still show.
+
+    TensorFlow logs INFO lines while saving (e.g. `Sharding callback duration` per checkpoint, renamed
+    captures in a SavedModel). A filter, not a level: tf.saved_model.save itself resets absl's level.
+    """
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    for logger in loggers:
+        logger.addFilter(_warning_or_above)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_warning_or_above)
 
 
 def import_tensorflow_quietly():

@@ -4,9 +4,12 @@ A dataset is either a prepared TFDS dataset (`--dataset=mnist`), the user's own
 `.npz` file for a registered dataset (`--dataset=mnist --data_file=PATH.npz`),
 or a free-standing `.npz` file (`--dataset=PATH.npz`). An `.npz` holds four
 arrays: `x_train`, `x_test` (uint8 [N, H, W, C]) and `y_train`, `y_test`
-(integer [N]); other arrays are ignored. (A folder of the user's own image
-files, with an unlabeled pool, is read by aral_tf/image_folders.py.) Every problem with the input is
-raised as `DataError` with a one-line message naming the flag and the file.
+(integer [N]); other arrays are ignored. Images have sides of at most
+MAX_IMAGE_SIDE pixels and 1 or 3 channels; read from an .npz, the class count
+is the largest label + 1, at most MAX_UNUSED_CLASSES above the number of
+distinct labels. Every problem with the input is raised as `DataError` with a
+one-line message naming the flag and the file. (A folder of the user's own
+image files, with an unlabeled pool, is read by aral_tf/image_folders.py.)
 """
 
 import dataclasses
@@ -18,20 +21,30 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from aral_tf import resources
 from aral_tf.cli import one_line
 
 DEMO_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo", "mnist_demo.npz")
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
-# Errors numpy raises for a missing, unreadable or non-numpy file, or for an
-# array that would need pickle.
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+# Errors numpy raises for a missing, unreadable or non-numpy file, for an
+# array that would need pickle, or for one too large for memory.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError)
 
 # Rows of the 218x178 CelebA image kept by the centre crop to 178x178.
 _CELEBA_CROP_ROWS = (20, 198)
 
 _TFDS_BATCH_SIZE = 1024
+
+MAX_IMAGE_SIDE = 1024
+# Class indices 0..max(label) that no image of an .npz may leave without an image: a few classes
+# missing from a sample are fine, a stray label of 10,000,000 is not.
+MAX_UNUSED_CLASSES = 100
+
+# How a .npy and an .npz (a zip archive) begin.
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 class DataError(ValueError):
@@ -115,13 +128,58 @@ class ImageData:
 
 
 def _load_numpy(path: str, prefix: str, kind: str):
-    """np.load without pickle; a missing or unreadable file becomes a one-line DataError."""
+    """np.load without pickle; a missing or unreadable file becomes a one-line DataError.
+
+    A file that is neither a .npy nor a zip archive is refused before numpy's own guess (a pickle).
+    """
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as stream:
+            start = stream.read(len(_NPY_MAGIC))
+        if start.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+            return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{prefix}no such file") from None
     except _READ_ERRORS as error:
-        raise DataError(f"{prefix}not a readable {kind} file ({one_line(error)})") from None
+        raise _read_error(f"{prefix}not a readable {kind} file", error) from None
+    raise DataError(f"{prefix}not an {kind} file (it starts with {start[:4]!r}, not as np.save or np.savez "
+                    "write)")
+
+
+def _read_error(what: str, error: Exception) -> DataError:
+    """`what` and numpy's reason, except its advice to load pickled data (never done here)."""
+    if isinstance(error, ValueError) and "pickle" in str(error):
+        return DataError(f"{what} (it holds pickled Python objects, which are never loaded; save numeric "
+                         "arrays)")
+    return DataError(f"{what} ({one_line(error)})")
+
+
+def _stored_shape(archive, key: str):
+    """The shape of archive[key] from its .npy header alone (nothing is read); None if not told there."""
+    try:
+        with archive.zip.open(f"{key}.npy") as stream:
+            version = np.lib.format.read_magic(stream)
+            readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in readers:
+                return None
+            shape, _, dtype = readers[version](stream)
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
+    return shape, dtype
+
+
+def _check_fits_in_memory(archive, prefix: str):
+    """Refuses an .npz whose arrays, by their headers, need more memory than is available."""
+    needed = 0
+    for key in NPZ_ARRAYS:
+        stored = _stored_shape(archive, key)
+        if stored is None:
+            return
+        shape, dtype = stored
+        needed += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    available = resources.available_memory()
+    if available is not None and needed > available:
+        raise DataError(f"{prefix}its arrays need {resources.size_text(needed)} of memory, "
+                        f"{resources.size_text(available)} is available")
 
 
 def _shape_text(shape) -> str:
@@ -159,6 +217,9 @@ def _validated(arrays: dict, prefix: str, num_classes: int | None, class_names) 
             f"{prefix}x_train images are {_shape_text(train_shape)} "
             f"but x_test images are {_shape_text(test_shape)}"
         )
+    if max(train_shape[:2]) > MAX_IMAGE_SIDE:
+        raise DataError(f"{prefix}images are {_shape_text(train_shape)}; their sides may be at most "
+                        f"{MAX_IMAGE_SIDE} pixels")
     if train_shape[-1] not in (1, 3):
         raise DataError(f"{prefix}images have {train_shape[-1]} channels; expected 1 or 3")
     for labels_key in ("y_train", "y_test"):
@@ -169,6 +230,11 @@ def _validated(arrays: dict, prefix: str, num_classes: int | None, class_names) 
         num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
         if num_classes < 2:
             raise DataError(f"{prefix}all labels are 0; need at least 2 classes")
+        distinct = len(np.union1d(arrays["y_train"], arrays["y_test"]))
+        if num_classes - distinct > MAX_UNUSED_CLASSES:
+            raise DataError(f"{prefix}the largest label is {num_classes - 1} but only {distinct} distinct labels "
+                            f"appear; labels must be class indices 0..K-1 with at most {MAX_UNUSED_CLASSES} "
+                            "of them unused")
     for labels_key in ("y_train", "y_test"):
         largest = arrays[labels_key].max()
         if largest >= num_classes:
@@ -204,10 +270,11 @@ def load_npz(
                 f"{prefix}missing array {', '.join(missing)}; "
                 f"an .npz needs {', '.join(NPZ_ARRAYS)}"
             )
+        _check_fits_in_memory(archive, prefix)
         try:
             arrays = {key: archive[key] for key in NPZ_ARRAYS}
         except _READ_ERRORS as error:
-            raise DataError(f"{prefix}cannot read arrays ({one_line(error)})") from None
+            raise _read_error(f"{prefix}cannot read arrays", error) from None
     return _validated(arrays, prefix, num_classes, class_names)
 
 

@@ -16,11 +16,10 @@ Every exported model has four signatures; preprocessing is inside the graph and 
     tf_example       examples      string [batch]: serialized tf.Example with the PNG or JPEG
                                    in feature `image/encoded`
 Bad requests (wrong rank or size, empty batch, values outside [0, 1], bytes that are not PNG or
-JPEG) fail with an InvalidArgumentError whose message names the input and what was expected.
+JPEG, strings that are not such a tf.Example) fail with an InvalidArgumentError whose message names
+the input and what was expected.
 """
 
-import contextlib
-import logging
 import os
 import tempfile
 import warnings
@@ -28,9 +27,10 @@ import warnings
 import keras
 import tensorflow as tf
 
+from aral_tf.cli import quiet_info_logs
 from aral_tf.data import resize_uint8
 from aral_tf.model import ARALModel
-from aral_tf.run_state import replaced_atomically
+from aral_tf.run_state import TEMPORARY_PREFIX, replaced_atomically
 
 CLASSIFIER = "classifier"
 SAMPLER = "sampler"
@@ -84,9 +84,20 @@ class ImageModelModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
     def serve_examples(self, examples):
-        features = tf.io.parse_example(self._checked_strings(examples, "examples"),
-                                       {EXAMPLE_IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)})
-        return self.outputs(self._decoded(features[EXAMPLE_IMAGE_FEATURE]))
+        examples = self._checked_strings(examples, "examples")
+        features = {EXAMPLE_IMAGE_FEATURE: tf.io.FixedLenFeature([], tf.string)}
+        # parse_example's own error quotes the bytes it failed on, and TensorFlow's Python client fails
+        # to decode a message that is not UTF-8; so the examples are tried first, and refused in words.
+        parsed = (tf.data.Dataset.from_tensor_slices(examples)
+                  .map(lambda example: tf.io.parse_single_example(example, features))
+                  .ignore_errors().reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+        check = tf.debugging.Assert(
+            tf.equal(parsed, tf.size(examples, out_type=tf.int64)),
+            [f"examples must be serialized tf.Example protos with a bytes feature {EXAMPLE_IMAGE_FEATURE}; "
+             "only", parsed, "of", tf.size(examples), "are"])
+        with tf.control_dependencies([check]):
+            encoded = tf.io.parse_example(tf.identity(examples), features)[EXAMPLE_IMAGE_FEATURE]
+        return self.outputs(self._decoded(encoded))
 
     @property
     def _shape_text(self):
@@ -167,42 +178,56 @@ class SamplerModule(ImageModelModule):
                 "latent_mean": outputs["latent"]}
 
 
+def _versions(export_dir, name):
+    """The integer versions saved under export_dir/name."""
+    directory = os.path.join(export_dir, name)
+    return {int(entry) for entry in os.listdir(directory) if entry.isdigit()} if os.path.isdir(directory) else set()
+
+
 def next_version(export_dir):
     """One above the largest integer version under export_dir/{classifier,sampler} (1 when none)."""
-    versions = [0]
-    for name in (CLASSIFIER, SAMPLER):
-        directory = os.path.join(export_dir, name)
-        if os.path.isdir(directory):
-            versions += [int(entry) for entry in os.listdir(directory) if entry.isdigit()]
-    return max(versions) + 1
+    return max(_versions(export_dir, CLASSIFIER) | _versions(export_dir, SAMPLER), default=0) + 1
 
 
-def _warning_or_above(record):
-    return record.levelno >= logging.WARNING
+def _unfinished(export_dir):
+    """(version, names) of an export stopped midway: its newest version lacks one model; else None."""
+    newest = next_version(export_dir) - 1
+    missing = [name for name in (CLASSIFIER, SAMPLER) if newest not in _versions(export_dir, name)]
+    return (newest, missing) if newest and missing else None
 
 
-@contextlib.contextmanager
-def _quiet_saver_logs():
-    """Hides the saver's INFO lines (renamed captures, paths in the temporary directory), logged
-    through the `tensorflow` and absl loggers."""
-    # A filter, not a level: tf.saved_model.save itself resets the absl logger's level.
-    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
-    for logger in loggers:
-        logger.addFilter(_warning_or_above)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(_warning_or_above)
+def _temporaries(export_dir):
+    """The temporary directories of SavedModels being written (or left by a killed process)."""
+    return [os.path.join(export_dir, name, entry) for name in (CLASSIFIER, SAMPLER)
+            if os.path.isdir(os.path.join(export_dir, name))
+            for entry in os.listdir(os.path.join(export_dir, name)) if entry.startswith(TEMPORARY_PREFIX)]
+
+
+def is_complete(export_dir):
+    """True when export_dir holds both models of its newest version and no SavedModel half-written."""
+    return next_version(export_dir) > 1 and _unfinished(export_dir) is None and not _temporaries(export_dir)
+
+
+def remove_temporaries(export_dir):
+    """Deletes the temporary SavedModel directories a killed export left (only with no export running)."""
+    for path in _temporaries(export_dir):
+        tf.io.gfile.rmtree(path)
+
+
+def latest_export(export_dir):
+    """{name: version dir} of the newest version under export_dir holding both models; {} when there is none."""
+    version = next_version(export_dir) - 1
+    found = {name: os.path.join(export_dir, name, str(version)) for name in (CLASSIFIER, SAMPLER)}
+    return found if version and all(os.path.isdir(path) for path in found.values()) else {}
 
 
 def _save_version(module, base_dir, version):
     """Saves `module` as base_dir/<version> through a temporary directory; returns the version dir."""
     os.makedirs(base_dir, exist_ok=True)
     final = os.path.join(base_dir, str(version))
-    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f".tmp-{version}-")
+    temporary = tempfile.mkdtemp(dir=base_dir, prefix=f"{TEMPORARY_PREFIX}{version}-")
     try:
-        with _quiet_saver_logs():
+        with quiet_info_logs():
             tf.saved_model.save(module, temporary, signatures=module.signatures())
         os.rename(temporary, final)
     except BaseException:
@@ -211,15 +236,19 @@ def _save_version(module, base_dir, version):
     return final
 
 
-def export_run(model, export_dir):
+def export_run(model, export_dir, finish=False):
     """Exports the classifier and the sampler of `model` under a new version; returns {name: version dir}.
 
+    With `finish`, an export of the same model stopped midway (its newest version lacks one of the
+    two) is finished instead: only the missing model is saved, under that version.
     D holds the moving average of its weights during the export, as in evaluation and acquisition.
     """
-    version = next_version(export_dir)
+    unfinished = _unfinished(export_dir) if finish else None
+    version, names = unfinished or (next_version(export_dir), (CLASSIFIER, SAMPLER))
+    modules = {CLASSIFIER: ClassifierModule, SAMPLER: SamplerModule}
     with model.averaged():
-        return {name: _save_version(module, os.path.join(export_dir, name), version)
-                for name, module in ((CLASSIFIER, ClassifierModule(model)), (SAMPLER, SamplerModule(model)))}
+        return {name: _save_version(modules[name](model), os.path.join(export_dir, name), version)
+                for name in names}
 
 
 def save_model(model, path):
@@ -239,9 +268,10 @@ def load_model(path):
 
 
 def save_run(model, run_dir, export=True):
-    """End of a run: run_dir/model.keras, and with `export` the SavedModels in run_dir/export.
+    """End of a run: run_dir/model.keras, and with `export` the SavedModels in run_dir/export (finishing
+    an export of this run that a killed process left half-written).
 
-    Returns the version dirs of the export ({} without it).
+    Returns the version dirs written by the export ({} without it).
     """
     save_model(model, os.path.join(run_dir, MODEL_FILE))
-    return export_run(model, os.path.join(run_dir, EXPORT_SUBDIR)) if export else {}
+    return export_run(model, os.path.join(run_dir, EXPORT_SUBDIR), finish=True) if export else {}

@@ -1,9 +1,9 @@
 """The active learning loop of Alg. 1, resumable from its output directory.
 
 Each cycle K: ask the oracle for the labels of the images selected after cycle K-1 (cycle 0: the
-initial set), train, evaluate. The files it keeps are listed in aral_tf/run_state.py. Running it
-again on the same directory continues where the previous process stopped, with the same result
-as a run that was never interrupted:
+initial set), train, evaluate, redraw accuracy_vs_labels.png. The files it keeps are listed in
+aral_tf/run_state.py. Running it again on the same directory continues where the previous process
+stopped, with the same result as a run that was never interrupted:
 - a cycle whose record is in results.jsonl is done;
 - the labeled set of a cycle, once saved (cycle_K/labels.npy), is reused; the selection after a
   cycle (cycle_K/selected.npy) too;
@@ -14,13 +14,15 @@ as a run that was never interrupted:
 """
 
 import dataclasses
+import os
 import time
 
 import numpy as np
 
 from aral_tf.heuristics import LowestScore
 from aral_tf.methods import Method
-from aral_tf.run_state import RunCheckpoint, RunDirectory, RunStateError, TrainingPosition
+from aral_tf.plots import PLOT_FILE, accuracy_png, run_rows
+from aral_tf.run_state import RunCheckpoint, RunDirectory, RunStateError, TrainingPosition, write_atomic
 from aral_tf.training import predict_in_batches
 
 # Pool images (no labels) for the data-dependent initialisation of D, and the seed stream they are drawn with.
@@ -109,6 +111,8 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
         run.append_result(record)
         notify("file", cycle, "results.jsonl")
         records.append(record)
+        write_atomic(os.path.join(run.path, PLOT_FILE),
+                     accuracy_png(run_rows(method.name, records), [method.name], f"{method.name}, seed {config.seed}"))
         if callbacks is not None:
             callbacks.on_cycle_end(cycle, record, method.aral_model)
     return records

@@ -22,6 +22,11 @@ QUERIES_FILE = "queries.csv"
 LABELS_FILE = "labels.csv"
 LABELS_HEADER = ("pool_index", "label")
 _LISTED = 5
+# Bounds of a labels.csv: its size (a header, blank lines and comfortable lines for every queried
+# image) and the length of one field (an index or a class name).
+MAX_LABELS_BYTES = 64 * 1024
+MAX_LABELS_BYTES_PER_QUERY = 1024
+MAX_FIELD_CHARACTERS = 256
 
 
 class AwaitingLabels(Exception):
@@ -101,30 +106,50 @@ def _parse_label(text, num_classes, class_names):
     return value if 0 <= value < num_classes else None
 
 
+def _rows(reader, path):
+    """(line number, row) of a csv reader; a malformed row or an overlong field is a LabelsFileError."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise LabelsFileError(f"{path}: line {reader.line_num}: {error}") from None
+        longest = max((len(cell) for cell in row), default=0)
+        if longest > MAX_FIELD_CHARACTERS:
+            raise LabelsFileError(f"{path}: line {reader.line_num}: a field of {longest:,} characters (at most "
+                                  f"{MAX_FIELD_CHARACTERS})")
+        yield reader.line_num, row
+
+
 def read_labels(path, indices, num_classes, class_names=None):
     """Labels of `indices` (aligned with them) from a labels.csv; LabelsFileError at the first problem.
 
     Every queried index must be labeled exactly once with a valid label; no other index may appear.
-    Blank lines are ignored; a UTF-8 byte order mark is accepted.
+    Blank lines are ignored; a UTF-8 byte order mark is accepted. The file may hold at most
+    MAX_LABELS_BYTES + MAX_LABELS_BYTES_PER_QUERY per queried index, a field MAX_FIELD_CHARACTERS.
     """
     indices = np.asarray(indices, dtype=np.int64)
     position_of = {int(index): position for position, index in enumerate(indices)}
+    limit = MAX_LABELS_BYTES + MAX_LABELS_BYTES_PER_QUERY * len(indices)
     try:
+        if os.path.getsize(path) > limit:
+            raise LabelsFileError(f"{path}: {os.path.getsize(path):,} bytes, more than the {limit:,} a labels "
+                                  f"file of {len(indices)} queries may have")
         with open(path, "rb") as stream:
             text = stream.read().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise LabelsFileError(f"{path}: not UTF-8 text") from None
     except OSError as error:
         raise LabelsFileError(f"{path}: cannot be read ({error.strerror or error})") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    rows = _rows(csv.reader(io.StringIO(text)), path)
+    _, header = next(rows, (1, None))
     if header is None or tuple(cell.strip().lower() for cell in header) != LABELS_HEADER:
         found = "nothing" if header is None else ",".join(header)
         raise LabelsFileError(f"{path}: line 1: the header must be pool_index,label, found {found!r}")
     labels = np.full(len(indices), -1, dtype=np.int64)
     first_line = {}
-    for row in reader:
-        line = reader.line_num
+    for line, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != 2:

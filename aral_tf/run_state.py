@@ -2,15 +2,18 @@
 
     run.json                 the run's id and identity (what must not change when it resumes)
     results.jsonl            one JSON line per finished cycle
+    accuracy_vs_labels.png   test accuracy against labels, redrawn after each cycle (aral_tf/plots.py)
     cycle_K/labeled.npy      pool indices labeled while training cycle K (int64)
     cycle_K/labels.npy       their labels, as the oracle gave them (int64)
     cycle_K/selected.npy     pool indices queried after cycle K (int64)
     checkpoints/             model, optimizers and training position (tf.train.CheckpointManager)
+    queries/ROUND/           an --oracle=files round's queries and the person's labels.csv
     .lock                    held (flock) by the process running the run
 
 Files are written atomically (temporary file in the same directory, then rename); checkpoints
 through tf.train.CheckpointManager, which keeps the last complete ones. A problem with these
-files is raised as `RunStateError`, one line naming the file.
+files is raised as `RunStateError`, one line naming the file and how to recover. A directory
+that holds other files and no run.json is never written to: it is not a run.
 """
 
 import contextlib
@@ -28,17 +31,23 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from aral_tf.cli import one_line
+from aral_tf.cli import one_line, quiet_info_logs
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 CHECKPOINT_DIR = "checkpoints"
+QUERIES_DIR = "queries"
 LOCK_FILE = ".lock"
 TEMPORARY_PREFIX = ".tmp-"
 RUN_FORMAT = 1
 CHECKPOINTS_KEPT = 2
+# A temporary file of write_atomic (tempfile.mkstemp's eight random characters), as a process killed
+# while writing run.json, the first file of a run, leaves it.
+TEMPORARY_FILE = re.compile(r"\.tmp-[a-z0-9_]{8}")
 # The index file of checkpoint N, as tf.train.CheckpointManager names it.
 CHECKPOINT_INDEX = re.compile(r"ckpt-(\d+)\.index")
+# What a damaged run file's error adds.
+RECOVER = "restore it from a copy or start anew with a new --output_dir"
 
 
 class RunStateError(ValueError):
@@ -73,12 +82,19 @@ def replaced_atomically(path, suffix=""):
 
 
 def write_atomic(path, payload):
-    """Writes bytes to `path` through a synced temporary file in the same directory and a rename."""
-    with replaced_atomically(path) as temporary:
-        with open(temporary, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
+    """Writes bytes to `path` through a synced temporary file in the same directory and a rename.
+
+    An OSError (a full disk, say) names `path` as its filename.
+    """
+    try:
+        with replaced_atomically(path) as temporary:
+            with open(temporary, "wb") as stream:
+                stream.write(payload)
+                stream.flush()
+                os.fsync(stream.fileno())
+    except OSError as error:
+        error.filename = path
+        raise
 
 
 def save_indices(path, indices):
@@ -98,9 +114,22 @@ def append_result(path, record):
 
 
 def data_fingerprint(data):
-    """What identifies a dataset's pool: its size, image shape, class count and a hash of its images."""
+    """What identifies a dataset: pool size, image shape, class count and one SHA-256 of all its arrays.
+
+    `sha256` covers x_train, y_train, x_test, y_test (dtype, shape, bytes) and the class names, so a
+    data file changed in any array is refused on resume. (Runs of earlier versions stored
+    `x_train_sha256`, of x_train alone; they no longer match.) The pool's labels are hashed here for
+    the run's identity only; nothing reads them for acquisition. A pool without labels (y_train None)
+    hashes as an empty array.
+    """
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        array = np.ascontiguousarray(np.zeros(0, np.int64) if getattr(data, name) is None else getattr(data, name))
+        digest.update(f"{name} {array.dtype.str} {array.shape}\n".encode())
+        digest.update(array.data)
+    digest.update(json.dumps(None if data.class_names is None else list(data.class_names)).encode())
     return {"pool_size": data.pool_size, "image_shape": list(data.image_shape), "num_classes": data.num_classes,
-            "x_train_sha256": hashlib.sha256(np.ascontiguousarray(data.x_train).data).hexdigest()}
+            "sha256": digest.hexdigest()}
 
 
 def _as_json(value):
@@ -115,12 +144,23 @@ class RunDirectory:
         self.results_path = os.path.join(path, RESULTS_FILE)
         self.run_path = os.path.join(path, RUN_FILE)
         self.checkpoint_dir = os.path.join(path, CHECKPOINT_DIR)
+        self.queries_dir = os.path.join(path, QUERIES_DIR)
 
     def holds_run_files(self):
         """True when the directory holds results, checkpoints or cycle files."""
         if not os.path.isdir(self.path):
             return False
         return any(name in (RESULTS_FILE, CHECKPOINT_DIR) or name.startswith("cycle_")
+                   for name in os.listdir(self.path))
+
+    def holds_other_files(self):
+        """True when the directory exists without run.json and holds anything but the lock file and a
+        temporary file of run.json: the user's own files (or a run of an older version), which a run
+        must not touch."""
+        if not os.path.isdir(self.path) or os.path.exists(self.run_path):
+            return False
+        return any(name != LOCK_FILE and not (TEMPORARY_FILE.fullmatch(name)
+                                              and os.path.isfile(os.path.join(self.path, name)))
                    for name in os.listdir(self.path))
 
     def open_run(self, identity=None):
@@ -145,10 +185,11 @@ class RunDirectory:
             with open(self.run_path, encoding="utf-8") as stream:
                 stored = json.load(stream)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RunStateError(f"{self.run_path}: unreadable ({one_line(error)})") from None
+            raise RunStateError(f"{self.run_path}: unreadable ({one_line(error)}); {RECOVER}") from None
         if (not isinstance(stored, dict) or stored.get("format") != RUN_FORMAT
                 or not isinstance(stored.get("run_id"), str) or not isinstance(stored.get("identity"), dict)):
-            raise RunStateError(f"{self.run_path}: not a run file of this version (format {RUN_FORMAT})")
+            raise RunStateError(f"{self.run_path}: not a run file of this version (format {RUN_FORMAT}); "
+                                "continue it with the version that started it or choose a new --output_dir")
         return stored
 
     @contextlib.contextmanager
@@ -174,11 +215,19 @@ class RunDirectory:
         return max(numbers, default=-1)
 
     def remove_temporaries(self):
-        """Deletes temporary files left by a process killed while writing (call with the lock held)."""
-        for directory, _, names in os.walk(self.path):
-            for name in names:
-                if name.startswith(TEMPORARY_PREFIX):
-                    os.remove(os.path.join(directory, name))
+        """Deletes the temporary files a process killed while writing left (call with the lock held).
+
+        Only where the run writes them: its top level, cycle_K/ and queries/ROUND/; nothing below.
+        """
+        directories = [self.path] + [os.path.join(self.path, name) for name in os.listdir(self.path)
+                                     if name.startswith("cycle_")]
+        if os.path.isdir(self.queries_dir):
+            directories += [os.path.join(self.queries_dir, name) for name in os.listdir(self.queries_dir)]
+        for directory in filter(os.path.isdir, directories):
+            for name in os.listdir(directory):
+                path = os.path.join(directory, name)
+                if name.startswith(TEMPORARY_PREFIX) and os.path.isfile(path):
+                    os.remove(path)
 
     def read_results(self):
         """The records of results.jsonl (cycles 0, 1, ... in order); [] for a new run."""
@@ -190,10 +239,10 @@ class RunDirectory:
                 try:
                     record = json.loads(line)
                 except (UnicodeDecodeError, json.JSONDecodeError):
-                    raise RunStateError(f"{self.results_path}: line {number} is not JSON") from None
+                    raise RunStateError(f"{self.results_path}: line {number} is not JSON; {RECOVER}") from None
                 if not isinstance(record, dict) or record.get("cycle") != len(records):
                     raise RunStateError(f"{self.results_path}: line {number} is not the record of cycle "
-                                        f"{len(records)}")
+                                        f"{len(records)}; {RECOVER}")
                 records.append(record)
         return records
 
@@ -218,9 +267,9 @@ class RunDirectory:
         try:
             values = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as error:
-            raise RunStateError(f"{path}: unreadable ({one_line(error)})") from None
+            raise RunStateError(f"{path}: unreadable ({one_line(error)}); {RECOVER}") from None
         if not isinstance(values, np.ndarray) or values.dtype != np.int64 or values.ndim != 1:
-            raise RunStateError(f"{path}: not a rank-1 int64 array")
+            raise RunStateError(f"{path}: not a rank-1 int64 array; {RECOVER}")
         return values
 
 
@@ -252,11 +301,23 @@ class RunCheckpoint:
     def __init__(self, model, directory, run_id, max_to_keep=CHECKPOINTS_KEPT):
         self._model = model
         self._run_id = run_id
-        self._directory = directory
+        self._state_file = os.path.join(directory, "checkpoint")
         self._position = tf.Variable("", dtype=tf.string, trainable=False)
         self._checkpoint = tf.train.Checkpoint(model=model, model_variables=list(model.variables),
                                                position=self._position)
-        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=max_to_keep)
+        try:
+            self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=max_to_keep)
+        except UnicodeDecodeError:  # the state file is read here, as text
+            raise RunStateError(self._damaged_state_file()) from None
+
+    def _damaged_state_file(self):
+        return (f"{self._state_file}: not a readable checkpoint state file; write it anew naming the newest "
+                f"intact checkpoint (one line: model_checkpoint_path: \"ckpt-N\") or choose a new --output_dir")
+
+    def _damaged(self, path, what):
+        """The error for a damaged checkpoint `path`: how to fall back on the one before it."""
+        return (f"{path}: {what}; continue from the previous checkpoint by naming it in {self._state_file} "
+                f"(model_checkpoint_path: \"ckpt-N\"), or choose a new --output_dir")
 
     @property
     def latest_path(self):
@@ -270,15 +331,15 @@ class RunCheckpoint:
                 raise FloatingPointError(f"{variable.path} is not finite at cycle {position.cycle} step "
                                          f"{position.step}; the last good checkpoint is kept")
         self._position.assign(json.dumps({"run_id": self._run_id, **dataclasses.asdict(position)}))
-        return self._manager.save()
+        with quiet_info_logs():
+            return self._manager.save()
 
     def restore_latest(self):
         """Restores the newest checkpoint and returns its TrainingPosition; None if there is none."""
         path = self._manager.latest_checkpoint
         if path is None:
-            state_file = os.path.join(self._directory, "checkpoint")
-            if os.path.exists(state_file):
-                raise RunStateError(f"{state_file}: not a readable checkpoint state file")
+            if os.path.exists(self._state_file):
+                raise RunStateError(self._damaged_state_file())
             return None
         stored = self._read_position(path)
         if stored.pop("run_id", None) != self._run_id:
@@ -287,19 +348,20 @@ class RunCheckpoint:
         try:
             self._checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as error:  # pylint: disable=broad-except  # damaged files raise many types
-            raise RunStateError(f"{path}: does not fit this model ({one_line(error, limit=200)})") from None
+            raise RunStateError(self._damaged(path, f"does not fit this model ({one_line(error, limit=200)})")) \
+                from None
         try:
             return TrainingPosition(**stored)
         except TypeError:
-            raise RunStateError(f"{path}: its training position is incomplete") from None
+            raise RunStateError(self._damaged(path, "its training position is incomplete")) from None
 
-    @staticmethod
-    def _read_position(path):
+    def _read_position(self, path):
         try:
             text = tf.train.load_checkpoint(path).get_tensor("position/.ATTRIBUTES/VARIABLE_VALUE")
             stored = json.loads(text)
         except Exception as error:  # pylint: disable=broad-except  # damaged files raise many types
-            raise RunStateError(f"{path}: unreadable checkpoint ({one_line(error, limit=200)})") from None
+            raise RunStateError(self._damaged(path, f"unreadable checkpoint ({one_line(error, limit=200)})")) \
+                from None
         if not isinstance(stored, dict):
-            raise RunStateError(f"{path}: unreadable checkpoint (no training position)")
+            raise RunStateError(self._damaged(path, "unreadable checkpoint (no training position)"))
         return stored

@@ -3,12 +3,12 @@
 import collections
 import dataclasses
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from aral_tf.distribution import split_across_replicas
 from aral_tf.pipeline import input_pipeline
+from aral_tf.progress import Progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,9 +66,7 @@ class Trainer:
         checkpoint or log); a non-finite loss raises FloatingPointError before it.
         """
         loss_sums = {} if loss_sums is None else loss_sums
-        progress = keras.utils.Progbar(steps, verbose=1 if verbose else 0, unit_name="step")
-        if first_step:
-            progress.update(first_step)
+        progress = Progress(steps, "step", verbose=verbose, start=first_step)
         stream_states = collections.deque()
         batches = input_pipeline(stream, steps - first_step, stream_states) if first_step < steps else ()
         for step, batch in enumerate(batches, start=first_step + 1):
@@ -126,7 +124,7 @@ def predict_in_batches(function, images, batch_size, indices=None, verbose=False
         raise ValueError("no images to predict")
     predictor = BatchPredictor(function, batch_size, strategy)
     outputs = None
-    progress = keras.utils.Progbar(len(indices), verbose=1 if verbose else 0, unit_name=unit_name)
+    progress = Progress(len(indices), unit_name, verbose=verbose)
     for start in range(0, len(indices), batch_size):
         result = predictor(images[indices[start:start + batch_size]])
         if outputs is None:

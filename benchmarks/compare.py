@@ -5,8 +5,8 @@
 
 Each method x seed runs `main.py --method=M --seed=K --output_dir=DIR/M/seed_K` (a subprocess, so every
 run starts from a fresh, seeded TensorFlow) with the other flags passed through unchanged. Runs whose
-results.jsonl already holds every cycle are skipped, so a long comparison can be finished over several
-sittings; an unfinished one (stopped, or run with fewer --cycles) resumes where it stopped. Then:
+results.jsonl already holds every cycle of this schedule are skipped, so a long comparison can be finished
+over several sittings; an unfinished one (stopped, or run with fewer --cycles) resumes where it stopped. Then:
     DIR/summary.csv               method, num_labeled, seeds, mean and std of the test accuracy
     DIR/summary.md                the same as a table, and the labels each method needs to reach --targets
     DIR/accuracy_vs_labels.png    one line per method with a +-1 std band; `full` as a dashed line
@@ -29,6 +29,7 @@ cli.import_tensorflow_quietly()
 from absl import app, flags
 import numpy as np
 
+from aral_tf import plots
 from aral_tf.cli import USAGE_EXIT_CODE, UsageError, fail, refuse_arguments, require_writable
 from aral_tf.methods import FULL, METHODS
 from aral_tf.run_state import RunDirectory, RunStateError, write_atomic
@@ -45,10 +46,6 @@ FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Flags the runner sets per run (or reads itself); every other flag goes to main.py unchanged.
 OWN_FLAGS = ("methods", "seeds", "targets", "run", "norun", "output_dir", "method", "seed", "progress", "noprogress")
-COLORS = {"aral": "tab:red", "vaal": "tab:blue", "random": "tab:gray", "entropy": "tab:green",
-          "bald": "tab:purple", "coreset": "tab:orange", "full": "black", "aral_random": "tab:pink",
-          "aral_no_encoder": "tab:brown",
-          "aral_no_cotrain": "tab:olive"}
 
 
 def read_records(run_dir):
@@ -56,19 +53,28 @@ def read_records(run_dir):
     return RunDirectory(run_dir).read_results()
 
 
-def expected_records(method, cycles):
-    """Records a finished run holds: one per cycle, one for `full` (a single training)."""
-    return 1 if method == FULL else cycles + 1
+def schedule(method, cycles, train_steps):
+    """(records, training steps of each) of a finished run; `full` trains once, as long as the whole schedule.
+
+    The same schedule as main.py's: `full` runs cycle 0 alone for train_steps x (cycles + 1) steps.
+    """
+    return (1, train_steps * (cycles + 1)) if method == FULL else (cycles + 1, train_steps)
+
+
+def is_finished(records, method, cycles, train_steps):
+    """Whether a run's records hold every cycle of this schedule, each trained for its steps."""
+    count, steps = schedule(method, cycles, train_steps)
+    return len(records) >= count and all(record.get("train_steps") == steps for record in records[:count])
 
 
 def run_dir_of(output_dir, method, seed):
     return os.path.join(output_dir, method, f"seed_{seed}")
 
 
-def pending_runs(output_dir, methods, seeds, cycles):
+def pending_runs(output_dir, methods, seeds, cycles, train_steps):
     """(method, seed) pairs whose run is not finished, in the order they should run (seed-major)."""
     return [(method, seed) for seed in range(seeds) for method in methods
-            if len(read_records(run_dir_of(output_dir, method, seed))) < expected_records(method, cycles)]
+            if not is_finished(read_records(run_dir_of(output_dir, method, seed)), method, cycles, train_steps)]
 
 
 def passthrough_arguments(argv):
@@ -98,7 +104,7 @@ def run_one(output_dir, method, seed, arguments, log=print):
         return subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT, check=False).returncode
 
 
-def summarize(output_dir, methods, cycles):
+def summarize(output_dir, methods, cycles, train_steps):
     """Rows (method, num_labeled, seeds, mean, std) over the finished runs under `output_dir`."""
     rows = []
     for method in methods:
@@ -108,7 +114,7 @@ def summarize(output_dir, methods, cycles):
             if not (re.fullmatch(r"seed_\d+", name) and os.path.isdir(os.path.join(method_dir, name))):
                 continue
             records = read_records(os.path.join(method_dir, name))
-            if len(records) >= expected_records(method, cycles):
+            if is_finished(records, method, cycles, train_steps):
                 runs.append(records)
         by_labels = {}
         for records in runs:
@@ -164,47 +170,12 @@ def markdown_text(rows, methods, targets):
     return "\n".join(lines) + "\n"
 
 
-def plot_png(rows, methods, title):
-    """Fig. 3-style plot (PNG bytes): accuracy vs labels, a line and a ±1 std band per method, `full` dashed."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
-
-    figure, axes = pyplot.subplots(figsize=(6.4, 4.8))
-    curve_labels = sorted({row["num_labeled"] for row in rows if row["method"] != FULL})
-    for method in methods:
-        points = [row for row in rows if row["method"] == method]
-        if not points:
-            continue
-        mean = 100 * np.array([row["mean_accuracy"] for row in points])
-        std = 100 * np.array([row["std_accuracy"] for row in points])
-        color = COLORS.get(method)
-        if method == FULL:
-            axes.axhline(mean[0], color=color, linestyle="--",
-                         label=f"{method} ({points[0]['num_labeled']} labels)")
-            if curve_labels:
-                axes.axhspan(mean[0] - std[0], mean[0] + std[0], color=color, alpha=0.08)
-            continue
-        labels = np.array([row["num_labeled"] for row in points])
-        axes.plot(labels, mean, marker="o", markersize=3, color=color, label=method)
-        axes.fill_between(labels, mean - std, mean + std, color=color, alpha=0.15)
-    axes.set_xlabel("number of labeled images")
-    axes.set_ylabel("test accuracy (%)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    pyplot.close(figure)
-    return buffer.getvalue()
-
-
-def write_summary(output_dir, methods, cycles, targets, title):
+def write_summary(output_dir, methods, cycles, train_steps, targets, title):
     """Writes summary.csv, summary.md and accuracy_vs_labels.png under `output_dir`; returns the rows."""
-    rows = summarize(output_dir, methods, cycles)
+    rows = summarize(output_dir, methods, cycles, train_steps)
     write_atomic(os.path.join(output_dir, "summary.csv"), csv_text(rows).encode())
     write_atomic(os.path.join(output_dir, "summary.md"), markdown_text(rows, methods, targets).encode())
-    write_atomic(os.path.join(output_dir, "accuracy_vs_labels.png"), plot_png(rows, methods, title))
+    write_atomic(os.path.join(output_dir, plots.PLOT_FILE), plots.accuracy_png(rows, methods, title))
     return rows
 
 
@@ -242,7 +213,7 @@ def main(argv):
 def run_and_summarize(targets):
     """Runs the pending runs (unless --norun), then writes the summary; exits 1 if a run failed."""
     arguments = passthrough_arguments(sys.argv[1:])
-    pending = pending_runs(FLAGS.output_dir, FLAGS.methods, FLAGS.seeds, FLAGS.cycles)
+    pending = pending_runs(FLAGS.output_dir, FLAGS.methods, FLAGS.seeds, FLAGS.cycles, FLAGS.train_steps)
     finished = len(FLAGS.methods) * FLAGS.seeds - len(pending)
     print(f"{finished} runs finished, {len(pending)} {'to run' if FLAGS.run else 'not finished (--norun)'}; "
           f"results in {FLAGS.output_dir}", flush=True)
@@ -255,7 +226,7 @@ def run_and_summarize(targets):
             if code == USAGE_EXIT_CODE:
                 break
     title = f"{FLAGS.dataset}, {FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''}"
-    write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, targets, title)
+    write_summary(FLAGS.output_dir, FLAGS.methods, FLAGS.cycles, FLAGS.train_steps, targets, title)
     print(f"summary: {os.path.join(FLAGS.output_dir, 'summary.md')}")
     if failures:
         print("failed: " + "; ".join(failures), file=sys.stderr)

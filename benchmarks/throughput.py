@@ -10,7 +10,10 @@ included) over the configuration's step count on a synthetic pool.
 Images/s counts the three streams (labeled, unlabeled, generated). The
 process's CPU seconds per step are given too: on a shared machine they
 move less with other work than wall time does. The pipeline alone is
-timed too, to show it is not the bottleneck.
+timed too, to show it is not the bottleneck. GFLOP/s of the step's dense matmuls
+(`step_gflop`) stand beside a float32 2048x2048 matmul timed in the same process
+(`matmul_gflops`, `step_to_matmul`). The command runs under mimalloc when it is
+installed (aral_tf/allocator.py; ARAL_TF_ALLOCATOR=system for glibc's malloc).
 """
 
 import argparse
@@ -19,8 +22,15 @@ import os
 import sys
 import time
 
+from aral_tf import allocator
+
+if __name__ == "__main__":
+    allocator.use_fast_allocator()  # Re-executes this command once with mimalloc preloaded.
+
+# pylint: disable=wrong-import-position
 import keras
 import numpy as np
+import tensorflow as tf
 
 from aral_tf.distribution import make_strategy
 from aral_tf.model import ARALModel
@@ -35,6 +45,35 @@ MODELS = {
 }
 POOL_SIZE = 2000
 LABELED = 100
+MATMUL_SIZE = 2048
+STREAMS = 3   # labeled, unlabeled and generated images per step
+
+
+def step_gflop(model, batch_size):
+    """GFLOP of a step's dense matmuls: 6 per kernel weight and image (2 forward, 4 backward), every
+    network once on each stream. An estimate (each network sees each stream once); None for conv nets.
+
+    For the MNIST MLP (width 1.0, batch 100): 3.97M kernel weights x 300 images x 6 = 7.14 GFLOP.
+    """
+    kernels = [variable for variable in model.trainable_variables if len(variable.shape) == 2]
+    if any(len(variable.shape) == 4 for variable in model.trainable_variables):
+        return None
+    return 6 * sum(int(np.prod(variable.shape)) for variable in kernels) * STREAMS * batch_size / 1e9
+
+
+def matmul_gflops(seconds=3.0, size=MATMUL_SIZE):
+    """GFLOP/s of a float32 [size, size] @ [size, size] matmul in this process (its threads and allocator)."""
+    a, b = (tf.random.uniform((size, size), seed=seed) for seed in (1, 2))
+    (a @ b).numpy()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        (a @ b).numpy()
+        count += 1
+    return 2 * size ** 3 * count / (time.perf_counter() - started) / 1e9
+
+
+def allocator_in_use():
+    return "mimalloc" if "libmimalloc" in os.environ.get("LD_PRELOAD", "") else "system"
 
 
 def measure(name, width, jit_compile, warm_up, noise=True, steps=None):
@@ -64,6 +103,7 @@ def measure(name, width, jit_compile, warm_up, noise=True, steps=None):
     for _ in input_pipeline(stream(), steps):
         pass
     pipeline_seconds = time.perf_counter() - started
+    gflop = step_gflop(model, batch_size)
     return {
         "model": name, "width": width, "jit_compile": jit_compile, "noise": noise, "batch_size": batch_size,
         "steps": steps,
@@ -71,6 +111,9 @@ def measure(name, width, jit_compile, warm_up, noise=True, steps=None):
         "cpu_seconds_per_step": round(cpu_seconds / steps, 4),
         "train_images_per_second": round(3 * batch_size * steps / seconds, 1),
         "pipeline_batches_per_second": round(steps / pipeline_seconds, 1),
+        "step_gflop": gflop and round(gflop, 2),
+        "step_gflops": gflop and round(gflop * steps / seconds, 1),
+        "allocator": allocator_in_use(),
         "load_average": round(os.getloadavg()[0], 2),
     }
 
@@ -84,11 +127,14 @@ def main(argv):
     parser.add_argument("--without_noise", action="store_true", help="D without its noise and dropout layers")
     parser.add_argument("--steps", type=int, help="timed steps per configuration")
     args = parser.parse_args(argv)
+    matmul = matmul_gflops()
     for name in args.models.split(","):
         for width in (float(value) for value in args.widths.split(",")):
             for jit_compile in (value == "true" for value in args.jit.split(",")):
                 result = measure(name, width, jit_compile, args.warm_up, noise=not args.without_noise,
                                  steps=args.steps)
+                result["matmul_gflops"] = round(matmul, 1)
+                result["step_to_matmul"] = result["step_gflops"] and round(result["step_gflops"] / matmul, 3)
                 print(json.dumps(result), flush=True)
     return 0
 

@@ -55,6 +55,11 @@ def run():
     if not os.path.isfile(model_path):
         raise UsageError(f"--run_dir={run_dir}: holds no {export_lib.MODEL_FILE}; main.py saves it when a run "
                          "finishes")
+    if not zipfile.is_zipfile(model_path):
+        # Keras says "File not found" of a file it cannot open as a zip.
+        raise UsageError(f"--run_dir={run_dir}: {export_lib.MODEL_FILE} cannot be loaded (not a complete .keras "
+                         "zip archive: truncated or another kind of file); delete it and run main.py again with "
+                         "the run's flags to save it anew from the last checkpoint")
     try:
         model = export_lib.load_model(model_path)
     except _LOAD_ERRORS as error:

@@ -37,15 +37,32 @@ flags.DEFINE_list("class_names", [],
 flags.DEFINE_string("initial_indices", None,
                     "An .npy of pool indices to start labeled; default: --initial_labels drawn uniformly.")
 
+# Bounds of the counts (absl refuses a value outside them with one line, exit code 2): far above any
+# run this code can finish, low enough that a typo cannot ask for years of training or terabytes.
+MAX_SEED = 2**32 - 1  # what numpy and Keras accept
+MAX_LABELS = 10**8  # initial labels and a round's budget
+MAX_CYCLES = 10**4
+MAX_STEPS = 10**8  # training steps per cycle and between checkpoints
+MAX_BATCH = 2**16  # training and evaluation batches
+MAX_LATENT_DIM = 2**14
+MAX_MC_PASSES = 1000
+
 # Active learning schedule.
-flags.DEFINE_integer("initial_labels", 10, "Size of the initial labeled set, drawn uniformly with --seed.")
-flags.DEFINE_integer("budget", 10, "Labels queried per acquisition round.")
-flags.DEFINE_integer("cycles", 10, "Acquisition rounds; the model is trained and evaluated cycles + 1 times.")
-flags.DEFINE_integer("train_steps", 1800, "Training steps per cycle (see --restart_each_cycle for what starts afresh).")
+flags.DEFINE_integer("initial_labels", 10, "Size of the initial labeled set, drawn uniformly with --seed "
+                     f"(1 to {MAX_LABELS:,}).", lower_bound=1, upper_bound=MAX_LABELS)
+flags.DEFINE_integer("budget", 10, f"Labels queried per acquisition round (1 to {MAX_LABELS:,}).",
+                     lower_bound=1, upper_bound=MAX_LABELS)
+flags.DEFINE_integer("cycles", 10, "Acquisition rounds; the model is trained and evaluated cycles + 1 times "
+                     f"(0 to {MAX_CYCLES:,}).", lower_bound=0, upper_bound=MAX_CYCLES)
+flags.DEFINE_integer("train_steps", 1800, "Training steps per cycle (see --restart_each_cycle for what starts "
+                     f"afresh; 1 to {MAX_STEPS:,}).", lower_bound=1, upper_bound=MAX_STEPS)
 flags.DEFINE_integer("batch_size", 100,
-                     "Global batch size of each stream (labeled, unlabeled, generated).")
-flags.DEFINE_integer("eval_batch_size", 500, "Batch size for evaluation and pool scoring.")
-flags.DEFINE_integer("seed", 0, "Seed of the initial draw, the initialisation and every training draw.")
+                     f"Global batch size of each stream (labeled, unlabeled, generated; 1 to {MAX_BATCH:,}).",
+                     lower_bound=1, upper_bound=MAX_BATCH)
+flags.DEFINE_integer("eval_batch_size", 500, f"Batch size for evaluation and pool scoring (1 to {MAX_BATCH:,}).",
+                     lower_bound=1, upper_bound=MAX_BATCH)
+flags.DEFINE_integer("seed", 0, "Seed of the initial draw, the initialisation and every training draw "
+                     "(0 to 2**32 - 1).", lower_bound=0, upper_bound=MAX_SEED)
 flags.DEFINE_string("output_dir", None,
                     "Directory of the run; default runs/<dataset>-<time>. Given an existing run, continues it.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
@@ -58,7 +75,8 @@ flags.DEFINE_list("restart_each_cycle", [],
                   "warm-started. Empty: all warm-started. For the other methods the names mean the networks "
                   "in the same role: discriminator = every classifier and GAN discriminator, generator = G "
                   "and VAAL's decoder.")
-flags.DEFINE_integer("checkpoint_every", 500, "Training steps between checkpoints (also one at each cycle's end).")
+flags.DEFINE_integer("checkpoint_every", 500, "Training steps between checkpoints (also one at each cycle's end; "
+                     f"1 to {MAX_STEPS:,}).", lower_bound=1, upper_bound=MAX_STEPS)
 flags.DEFINE_bool("export", True,
                   "At the end, export the classifier and the sampler as SavedModels to OUTPUT_DIR/export "
                   "(TF Serving layout). OUTPUT_DIR/model.keras is saved either way.")
@@ -67,13 +85,15 @@ flags.DEFINE_bool("export", True,
 flags.DEFINE_string("method", "aral",
                     "Active learning method: aral (default), vaal, random, entropy, bald, coreset, full, "
                     "aral_random, aral_no_encoder, aral_no_cotrain (see README, 'Baselines and ablations').")
-flags.DEFINE_integer("mc_passes", 10, "Stochastic (MC dropout) passes per image for BALD's mutual information.")
+flags.DEFINE_integer("mc_passes", 10, "Stochastic (MC dropout) passes per image for BALD's mutual information "
+                     f"(2 to {MAX_MC_PASSES:,}).", lower_bound=2, upper_bound=MAX_MC_PASSES)
 
 # Model (paper Sec. 4.1-4.2).
 flags.DEFINE_enum("architecture", "auto", ["auto", "mlp", "cnn", "resnet"],
                   "Network family; auto: mlp up to 28x28 pixels, cnn up to 32x32, resnet above.")
 flags.DEFINE_float("width", 1.0, "Width multiplier for every layer of E, G and D.")
-flags.DEFINE_integer("latent_dim", 100, "Latent dimension d_z.")
+flags.DEFINE_integer("latent_dim", 100, f"Latent dimension d_z (1 to {MAX_LATENT_DIM:,}).", lower_bound=1,
+                     upper_bound=MAX_LATENT_DIM)
 flags.DEFINE_float("input_noise_std", 0.6,
                   "Gaussian noise on D's input, images in [-1, 1] (0.6 = Salimans et al.'s 0.3 on [0, 1]).")
 flags.DEFINE_float("hidden_noise_std", 0.5, "Gaussian noise between the layers of the MLP D.")
@@ -134,6 +154,17 @@ def flagfile_for(dataset):
     else:
         return None
     return os.path.join(FLAGFILE_DIR, f"{name}.flags")
+
+
+def given_explicitly(name, values=FLAGS):
+    """True when --name was given on the command line (or in a user's --flagfile), not only by the chosen
+    dataset's flagfile (absl counts every time a flag is parsed)."""
+    flagfile = flagfile_for(values.dataset)
+    by_dataset = 0
+    if flagfile and os.path.exists(flagfile):
+        with open(flagfile, encoding="utf-8") as stream:
+            by_dataset = sum(line.strip().startswith(f"--{name}=") for line in stream)
+    return values[name].present > by_dataset
 
 
 def with_dataset_flagfile(argv):

@@ -2,14 +2,15 @@
 
 Each case runs main's command line (or the export command, `python -m export`) on a copy of a
 prepared run directory: `done` (a finished two-cycle run), `waiting` (an --oracle=files run waiting
-for its initial labels), or `new` (a path that does not exist yet). The cases run in this process
-(absl flags are re-parsed each time; the exit code is SystemExit's); a few also run as real
-subprocesses. The directory's files must be byte-for-byte the same afterwards (`new`: it must not
+for its initial labels), `full` (a finished --method=full run) or `new` (a path that does not exist
+yet). The cases run in this process (absl flags are re-parsed each time; the exit code is SystemExit's);
+a few also run as real subprocesses. The directory's files must be byte-for-byte the same afterwards (`new`: it must not
 exist).
 """
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import hashlib
@@ -20,13 +21,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from unittest import mock
+import zipfile
 
 from absl import flags
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from aral_tf import resources
 from export import __main__ as export_command
 import main
+
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -38,7 +45,9 @@ BASE = ["--dataset={tiny}", "--train_steps=2", "--checkpoint_every=1", "--batch_
 @dataclasses.dataclass(frozen=True)
 class Case:
     """`arguments` follow BASE (later flags win; for `export`, they are all); `prepare(run_dir, files)`
-    damages the copy first. In arguments and culprit, {run} is the copy, other {names} files."""
+    damages the copy first; `patch()`, a context manager, holds while the command runs (in this process
+    only). In arguments and culprit, {run} is the copy, other {names} files. `code` 1 is a run stopped by
+    the machine (a full disk): its files stay as they were, only empty directories may appear."""
 
     name: str
     arguments: tuple
@@ -47,6 +56,8 @@ class Case:
     prepare: object = None
     hold_lock: bool = False
     command: str = "main"
+    patch: object = None
+    code: int = 2
 
 
 def _write(path, payload):
@@ -122,8 +133,46 @@ def _change_stored_image_hash(run_dir, files):  # pylint: disable=unused-argumen
     path = os.path.join(run_dir, "run.json")
     with open(path, encoding="utf-8") as stream:
         stored = json.load(stream)
-    stored["identity"]["pool_fingerprint"]["x_train_sha256"] = "0" * 64
+    stored["identity"]["pool_fingerprint"]["sha256"] = "0" * 64
     _write(path, json.dumps(stored).encode())
+
+
+def _user_files(run_dir, files):  # pylint: disable=unused-argument
+    """A directory of the user's own files, named like a run's and its temporaries."""
+    os.makedirs(os.path.join(run_dir, "notes", "sub"))
+    for name in ("flags.txt", "model.keras", "notes/sub/.tmp-draft.txt"):
+        _write(os.path.join(run_dir, name), b"the user's own text\n")
+
+
+def _started_with(name):
+    """Makes the run's stored --dataset the file `name`, as if that file had been overwritten in place
+    (its fingerprint stays the one of the data the run started with)."""
+    def prepare(run_dir, files):
+        path = os.path.join(run_dir, "run.json")
+        with open(path, encoding="utf-8") as stream:
+            stored = json.load(stream)
+        stored["identity"]["dataset"] = files[name]
+        _write(path, json.dumps(stored).encode())
+    return prepare
+
+
+def _truncate(relative_path):
+    def prepare(run_dir, files):  # pylint: disable=unused-argument
+        with open(os.path.join(run_dir, relative_path), "r+b") as stream:
+            stream.truncate(os.path.getsize(os.path.join(run_dir, relative_path)) // 2)
+    return prepare
+
+
+def _disk_full_at_fsync():
+    return mock.patch.object(os, "fsync", side_effect=OSError(errno.ENOSPC, "No space left on device"))
+
+
+def _machine_with(**figures):
+    """resources' figures replaced (available_memory, free_disk) for the command's duration."""
+    stack = contextlib.ExitStack()
+    for name, value in figures.items():
+        stack.enter_context(mock.patch.object(resources, name, return_value=value))
+    return stack
 
 
 CASES = [
@@ -148,6 +197,20 @@ CASES = [
     Case("zero latent dimension", ("--latent_dim=0",), "--latent_dim=0"),
     Case("zero evaluation batch", ("--eval_batch_size=0",), "--eval_batch_size=0"),
     Case("negative seed", ("--seed=-1",), "--seed=-1"),
+    Case("seed above 2**32 - 1", ("--seed=4294967296",), "--seed=4294967296: 4294967296 is not an integer in"),
+    Case("absurd train steps", ("--train_steps=99999999999999999999999",),
+         "--train_steps=99999999999999999999999: 99999999999999999999999 is not an integer in the range"),
+    Case("absurd cycles", ("--cycles=1000000",), "--cycles=1000000: 1000000 is not an integer in the range"),
+    Case("absurd evaluation batch", ("--eval_batch_size=1000000000",),
+         "--eval_batch_size=1000000000: 1000000000 is not an integer in the range"),
+    Case("absurd budget", ("--budget=1000000000000",), "--budget=1000000000000: 1000000000000 is not an integer"),
+    Case("missing flagfile", ("--flagfile={workdir}/missing.flags",),
+         "error: Unable to open flagfile: [Errno 2] No such file or directory"),
+    Case("evaluation batch beyond the memory", ("--eval_batch_size=60000",),
+         "--eval_batch_size=60000: a batch of 60000 images of 8x8x1 needs about 58.6 MiB of memory, 1.0 MiB is "
+         "available", patch=lambda: _machine_with(available_memory=2**20)),
+    Case("checkpoints beyond the free disk", ("--cycles=2",),
+         "its checkpoints, model.keras and export need about", patch=lambda: _machine_with(free_disk=1000)),
     Case("zero checkpoint interval", ("--checkpoint_every=0",), "--checkpoint_every=0"),
     Case("negative learning rate", ("--lr_discriminator=-0.1",), "--lr_discriminator=-0.1"),
     Case("zero classifier learning rate", ("--lr_classifier=0",), "--lr_classifier=0.0"),
@@ -159,13 +222,13 @@ CASES = [
          "--architecture=cnn"),
     Case("unknown dataset", ("--dataset=fashion_mnist",), "--dataset=fashion_mnist"),
     Case("output dir below a file", ("--output_dir={blocker}/run",), "--output_dir", run="new"),
+    Case("output dir of the user's own files", (), "holds files but no run.json, so it is not a run", run="new",
+         prepare=_user_files),
     Case("TensorBoard dir below a file", ("--tensorboard_dir={blocker}/tb",),
          "--tensorboard_dir={blocker}/tb"),
     # Strategies (a TPU that is not there and a malformed TF_CONFIG: test_main.py, in subprocesses).
     Case("TPU strategy without an address", ("--strategy=tpu",), "--tpu: required with --strategy=tpu"),
     Case("mixed precision without a GPU", ("--mixed_precision",), "--mixed_precision: needs a GPU"),
-    Case("mixed precision with a baseline", ("--mixed_precision", "--method=vaal"),
-         "--mixed_precision: only with --method=aral or aral_random"),
     Case("class-balanced selection with another method", ("--selection=class_balanced", "--method=aral_random"),
          "--selection=class_balanced: only with --method=aral"),
     Case("negative class feature matching", ("--class_feature_matching=-1",),
@@ -174,7 +237,7 @@ CASES = [
     Case("missing data file", ("--dataset=mnist", "--data_file={workdir}/missing.npz"), "missing.npz"),
     Case("data file not an archive", ("--dataset={garbage}",), "garbage.bin"),
     Case("data file a single array", ("--dataset={single_array}",), "single.npy"),
-    Case("data needs pickle", ("--dataset={pickled_npz}",), "pickled.npz"),
+    Case("data needs pickle", ("--dataset={pickled_npz}",), "pickled.npz: cannot read arrays (it holds pickled"),
     Case("data without y_train", ("--dataset={no_labels}",), "y_train"),
     Case("float images", ("--dataset={float_images}",), "x_train has dtype float32"),
     Case("rank-3 images", ("--dataset={rank3}",), "x_train has shape"),
@@ -185,6 +248,11 @@ CASES = [
     Case("two channels", ("--dataset={two_channels}",), "2 channels"),
     Case("train and test shapes differ", ("--dataset={shape_mismatch}",), "x_test images are 9x9x1"),
     Case("wrong image size for the dataset", ("--dataset=mnist", "--data_file={tiny}"), "needs 28x28x1"),
+    Case("text file named .npz", ("--dataset={text_npz}",), "text.npz: not an .npz file (it starts with b'x_tr'"),
+    Case("images too large for memory", ("--dataset={huge}",), "huge.npz: its arrays need 4.4 PiB of memory"),
+    Case("images with a side above 1024", ("--dataset={tall}",), "tall.npz: images are 1100x8x1; their sides"),
+    Case("a stray label of 10,000,000", ("--dataset={stray_label}",),
+         "stray.npz: the largest label is 10000000 but only 4 distinct labels appear"),
     Case("npz given twice", ("--data_file={tiny}",), "--data_file"),
     # Initial-index files.
     Case("missing index file", ("--initial_indices={workdir}/none.npy",), "none.npy: no such file"),
@@ -196,7 +264,10 @@ CASES = [
     Case("duplicate index", ("--initial_indices={duplicate_indices}",), "index 3 appears more than once"),
     Case("indices of the whole pool", ("--initial_indices={all_indices}",), "lists all 40 pool images"),
     Case("indices in an npz", ("--initial_indices={indices_npz}",), "is an .npz archive"),
-    Case("indices needing pickle", ("--initial_indices={pickled_indices}",), "pickled_indices.npy"),
+    Case("indices needing pickle", ("--initial_indices={pickled_indices}",),
+         "pickled_indices.npy: not a readable .npy file (it holds pickled Python objects, which are never loaded"),
+    Case("initial labels contradict the index file", ("--initial_indices={first_four}", "--initial_labels=5"),
+         "--initial_labels=5: --initial_indices={first_four} gives 4 initial labels; drop one of the two"),
     # Continuing a run with changed flags, or from a damaged run directory.
     Case("changed seed", ("--seed=1",), "--seed=1: this run was started with --seed=0"),
     Case("changed budget", ("--budget=3",), "--budget=3: this run was started with --budget=2"),
@@ -208,16 +279,25 @@ CASES = [
     Case("added initial indices", ("--initial_indices={first_four}",),
          "this run was started without --initial_indices"),
     Case("other data file", ("--dataset={tiny_other}",), "--dataset={tiny_other}: this run was started with"),
-    Case("images changed since the start", (), "--dataset={tiny}: these are not the images this run was started",
+    Case("images changed since the start", (), "--dataset={tiny}: these are not the data this run was started",
          prepare=_change_stored_image_hash),
+    Case("labels changed since the start", ("--dataset={relabeled}",),
+         "--dataset={relabeled}: these are not the data this run was started with", prepare=_started_with("relabeled")),
+    Case("test images changed since the start", ("--dataset={new_test}",),
+         "--dataset={new_test}: these are not the data this run was started with", prepare=_started_with("new_test")),
     Case("fewer cycles than finished", ("--cycles=0",), "--cycles=0: this run already finished cycle 1"),
+    Case("full run of another schedule", ("--method=full", "--cycles=2"),
+         "--cycles=2: this full run trained 4 steps, not --train_steps x (--cycles + 1) = 6", run="full"),
     Case("initial set differs", (), "--initial_labels=4: not the initial labeled set",
          prepare=_save_array("cycle_0/labeled.npy", np.array([0, 1, 2, 3]))),
-    Case("run.json not JSON", (), "run.json: unreadable", prepare=_overwrite("run.json", b"{oops")),
+    Case("run.json not JSON", (), "run.json: unreadable (Expecting property name enclosed in double quotes: line 1 "
+         "column 2 (char 1)); restore it from a copy or start anew with a new --output_dir",
+         prepare=_overwrite("run.json", b"{oops")),
     Case("run.json of another version", (), "run.json: not a run file",
          prepare=_overwrite("run.json", b'{"format": 0, "run_id": "x", "identity": {}}')),
     Case("run files without run.json", (), "holds run files but no run.json", prepare=_remove("run.json")),
-    Case("results.jsonl damaged", ("--cycles=2",), "results.jsonl: line 2 is not JSON",
+    Case("results.jsonl damaged", ("--cycles=2",),
+         "results.jsonl: line 2 is not JSON; restore it from a copy or start anew with a new --output_dir",
          prepare=_overwrite("results.jsonl", b'{"cycle": 0}\n{"cycle": \n')),
     Case("labels.npy damaged", ("--cycles=2",), "cycle_1/labels.npy: not a rank-1 int64 array",
          prepare=_save_array("cycle_1/labels.npy", np.array([0.5, 1.5]))),
@@ -225,7 +305,13 @@ CASES = [
     # Checkpoints from another run, or damaged.
     Case("checkpoints of another run", ("--cycles=2",), "a checkpoint of another run",
          prepare=_replace_checkpoints_with("other_run")),
-    Case("checkpoint data truncated", ("--cycles=2",), "checkpoints/ckpt-", prepare=_truncate_checkpoint_data),
+    Case("checkpoint data truncated", ("--cycles=2",), "continue from the previous checkpoint by naming it in",
+         prepare=_truncate_checkpoint_data),
+    Case("checkpoint state not UTF-8", ("--cycles=2",),
+         "checkpoints/checkpoint: not a readable checkpoint state file; write it anew naming the newest intact",
+         prepare=_overwrite("checkpoints/checkpoint", b"model_checkpoint_path: \"\xff\xfe\x80\"\n")),
+    Case("disk full while continuing", ("--cycles=2",), "cycle_1/selected.npy: no space left on device",
+         patch=_disk_full_at_fsync, code=1),
     Case("checkpoint state garbage", ("--cycles=2",), "checkpoints/checkpoint: not a readable checkpoint state",
          prepare=_overwrite("checkpoints/checkpoint", b"garbage {")),
     Case("checkpoint files deleted", ("--cycles=2",), "unreadable checkpoint", prepare=_delete_checkpoint_files),
@@ -255,9 +341,14 @@ CASES = [
          run="waiting", prepare=_write_labels(_labels(["{q0},0,extra"] + ALL_LABELED[1:]))),
     Case("labels missing an index", ("--oracle=files",), "1 of the 4 queried pool indices have no label",
          run="waiting", prepare=_write_labels(_labels(ALL_LABELED[:3]))),
+    Case("labels field too long", ("--oracle=files",), "labels.csv: line 3: a field of 2,000 characters",
+         run="waiting", prepare=_write_labels(_labels(ALL_LABELED[:1] + ["{q1}," + "x" * 2000] + ALL_LABELED[2:]))),
+    Case("labels file too large", ("--oracle=files",),
+         "bytes, more than the 69,632 a labels file of 4 queries may have",
+         run="waiting", prepare=_write_labels(_labels(ALL_LABELED) + "\n" * 300000)),
     Case("labels not UTF-8", ("--oracle=files",), "labels.csv: not UTF-8 text", run="waiting",
          prepare=_overwrite("queries/initial/labels.csv", b"pool_index,label\n1,\xff\n")),
-    # Export requests (python -m export --run_dir=DIR --export_dir=EXPORT); not counted in the 40 above.
+    # Export requests (python -m export --run_dir=DIR --export_dir=EXPORT); each a case of its own.
     Case("export without run dir", (), "--run_dir: required", command="export"),
     Case("export of a missing run dir", ("--run_dir={workdir}/nowhere",), "nowhere: no such directory",
          command="export"),
@@ -265,6 +356,9 @@ CASES = [
          command="export"),
     Case("export of a damaged model", ("--run_dir={run}",), "model.keras cannot be loaded", command="export",
          prepare=_overwrite("model.keras", b"not a zip")),
+    Case("export of a truncated model", ("--run_dir={run}",),
+         "model.keras cannot be loaded (not a complete .keras zip archive", command="export",
+         prepare=_truncate("model.keras")),
     Case("export to a directory below a file", ("--run_dir={run}", "--export_dir={blocker}/models"),
          "--export_dir={blocker}/models: not writable", command="export"),
     Case("export with an unknown flag", ("--run_dir={run}", "--format=onnx"), "format", command="export"),
@@ -318,10 +412,31 @@ def _data_files(workdir):
         "pickled_indices": npy("pickled_indices.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True),
         "indices_npz": os.path.join(workdir, "indices.npz"),
         "blocker": os.path.join(workdir, "a_file"),
+        "relabeled": os.path.join(workdir, "relabeled.npz"),
+        "new_test": os.path.join(workdir, "new_test.npz"),
+        "huge": os.path.join(workdir, "huge.npz"),
+        "text_npz": os.path.join(workdir, "text.npz"),
+        "tall": npz("tall.npz", shape=(1100, 8, 1)),
+        "stray_label": npz("stray.npz", y_train=np.r_[np.arange(39) % 3, 10**7]),
     }
     np.savez(files["pickled_npz"], x_train=np.array([{"a": 1}], dtype=object), y_train=np.arange(3),
              x_test=np.zeros((1, 8, 8, 1), np.uint8), y_test=np.arange(1))
     np.savez(files["indices_npz"], indices=np.arange(3))
+    with np.load(files["tiny"], allow_pickle=False) as tiny:
+        arrays = dict(tiny)
+    np.savez(files["relabeled"], **{**arrays, "y_train": (arrays["y_train"] + 1) % 3})
+    np.savez(files["new_test"], **{**arrays, "x_test": 255 - arrays["x_test"]})
+    # A header that announces 4.4 PiB of images and no data after it.
+    with zipfile.ZipFile(files["huge"], "w") as archive:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (5000, 10**6, 10**6, 1)})
+        archive.writestr("x_train.npy", header.getvalue())
+        for key in ("y_train", "x_test", "y_test"):
+            buffer = io.BytesIO()
+            np.save(buffer, arrays[key])
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+    _write(files["text_npz"], b"x_train,y_train\n1,2\n")
     _write(files["garbage"], b"not an archive at all")
     _write(files["blocker"], b"x")
     return files
@@ -371,11 +486,12 @@ def _formatted(arguments, files):
 
 @pytest.fixture(name="prepared", scope="module")
 def fixture_prepared():
-    """Input files and three run directories: `done`, `other_run` (another seed) and `waiting`."""
+    """Input files and four run directories: `done`, `other_run` (another seed), `waiting` and `full`."""
     with tempfile.TemporaryDirectory() as workdir:
         files = _data_files(workdir)
         base = _formatted(BASE, files)
-        for name, extra in (("done", []), ("other_run", ["--seed=1"]), ("waiting", ["--oracle=files"])):
+        for name, extra in (("done", []), ("other_run", ["--seed=1"]), ("waiting", ["--oracle=files"]),
+                            ("full", ["--method=full"])):
             files[name] = os.path.join(workdir, name)
             code, stderr = run_cli(base + extra + [f"--output_dir={files[name]}"])
             assert code == 0, stderr
@@ -416,6 +532,9 @@ def _run_case(case, files, workdir, in_process):
     else:
         runner = functools.partial(run_subprocess, command=case.command)
     with contextlib.ExitStack() as stack:
+        if case.patch is not None:
+            assert in_process, case.name
+            stack.enter_context(case.patch())
         if case.hold_lock:
             handle = stack.enter_context(open(os.path.join(run_dir, ".lock"), "a", encoding="utf-8"))
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -425,10 +544,12 @@ def _run_case(case, files, workdir, in_process):
 
 def _check(case, files, code, stderr, before, after):
     lines = stderr.strip().splitlines()
-    assert code == 2, (case.name, code, stderr)
+    assert code == case.code, (case.name, code, stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), (case.name, stderr)
     assert case.culprit.format(**files) in lines[0], (case.name, lines[0])
     assert "Traceback" not in stderr
+    if case.code == 1:
+        after = {path: kind for path, kind in after.items() if path in before or kind != "dir"}
     assert after == before, case.name
 
 
@@ -452,3 +573,58 @@ def test_bad_input_in_a_subprocess(name, prepared):
     case = next(case for case in CASES if case.name == name)
     with tempfile.TemporaryDirectory() as workdir:
         _check(case, prepared, *_run_case(case, prepared, workdir, in_process=False))
+
+
+def _without_noexport(arguments):
+    return [argument for argument in arguments if argument != "--noexport"]
+
+
+@pytest.mark.parametrize("killed_during", ["classifier", "sampler"])
+def test_an_export_stopped_midway_is_finished_by_the_next_run(killed_during, prepared):
+    """Killed while saving one SavedModel (its `.tmp-` directory left; with the sampler, classifier/1 is done)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        run_dir = os.path.join(workdir, "run")
+        shutil.copytree(prepared["done"], run_dir)
+        export_dir = os.path.join(run_dir, "export")
+        os.makedirs(os.path.join(export_dir, killed_during, ".tmp-1-abcd", "variables"))
+        if killed_during == "sampler":
+            os.makedirs(os.path.join(export_dir, "classifier", "1"))
+        code, stderr = run_cli(_without_noexport(_formatted(BASE, prepared)) + [f"--output_dir={run_dir}"])
+        assert code == 0, stderr
+        for name in ("classifier", "sampler"):
+            assert sorted(os.listdir(os.path.join(export_dir, name))) == ["1"], name
+        assert os.path.exists(os.path.join(export_dir, "sampler", "1", "saved_model.pb"))
+        # A finished part is not written again.
+        assert (killed_during == "sampler") == (os.listdir(os.path.join(export_dir, "classifier", "1")) == [])
+        code, stderr = run_cli(_without_noexport(_formatted(BASE, prepared)) + [f"--output_dir={run_dir}"])
+        assert code == 0 and sorted(os.listdir(os.path.join(export_dir, "sampler"))) == ["1"], stderr
+
+
+def test_a_run_stopped_by_a_full_disk_continues_as_an_uninterrupted_one(prepared):
+    with tempfile.TemporaryDirectory() as workdir:
+        runs = {name: os.path.join(workdir, name) for name in ("stopped", "uninterrupted")}
+        for path in runs.values():
+            shutil.copytree(prepared["done"], path)
+        arguments = {name: _formatted(BASE, prepared) + [f"--output_dir={path}", "--cycles=2"]
+                     for name, path in runs.items()}
+        with _disk_full_at_fsync():
+            code, stderr = run_cli(arguments["stopped"])
+        assert code == 1 and "no space left on device" in stderr, stderr
+        for name in ("stopped", "uninterrupted"):
+            code, stderr = run_cli(arguments[name])
+            assert code == 0, stderr
+        results = {}
+        for name, path in runs.items():
+            with open(os.path.join(path, "results.jsonl"), encoding="utf-8") as stream:
+                results[name] = [(record["num_labeled"], record["test_accuracy"]) for record in map(json.loads, stream)]
+            results[name].append(np.load(os.path.join(path, "cycle_2", "labeled.npy")).tolist())
+        assert results["stopped"] == results["uninterrupted"]
+
+
+def test_a_full_disk_in_a_tensorflow_write_is_one_line():
+    error = tf.errors.ResourceExhaustedError(None, None, "/runs/x/checkpoints/ckpt-3_temp/part-00000-of-00001.data; "
+                                             "No space left on device")
+    message = main._disk_full_message(error)  # pylint: disable=protected-access
+    assert message.startswith("no space left on device (/runs/x/checkpoints/ckpt-3_temp/"), message
+    assert "run the same command again" in message and "\n" not in message
+    assert main._disk_full_message(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")) is None

@@ -22,6 +22,7 @@ def _batch(config):
                        seed=0).next()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(LEARNERS))
 def test_a_training_step_changes_the_classifier_with_finite_losses(name):
     keras.utils.set_random_seed(0)
@@ -69,6 +70,7 @@ def test_vaal_scores_are_probabilities():
     assert scores.shape == (7,) and np.all((scores > 0) & (scores < 1))
 
 
+@pytest.mark.slow
 def test_no_cotrain_weighs_generated_images_as_eq9():
     """`generated_cls` scales the generated images' cross-entropy; at 0 only the labeled images count."""
     config = tiny_config()
@@ -106,6 +108,7 @@ RESTARTED_BY_DISCRIMINATOR_AND_GENERATOR = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["supervised", "vaal_with_gan"])  # vaal_with_gan holds every other learner
 def test_restart_puts_back_the_networks_in_those_roles_and_clears_their_optimizers(name):
     keras.utils.set_random_seed(0)

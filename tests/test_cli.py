@@ -1,5 +1,6 @@
 """aral_tf.cli: one-line errors and exit codes, flag parsing, muted native stderr, writability."""
 
+import logging
 import os
 
 from absl import flags
@@ -16,6 +17,24 @@ def error_line(capsys, call, code=cli.USAGE_EXIT_CODE):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     return lines[0]
+
+
+def test_quiet_info_logs_drops_info_and_keeps_warnings(caplog):
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
+    for logger in loggers:  # TensorFlow's logger may not propagate to the root, where caplog listens.
+        caplog.set_level(logging.INFO, logger=logger.name)
+        logger.addHandler(caplog.handler)
+    try:
+        with cli.quiet_info_logs():
+            loggers[0].info("Sharding callback duration: 152 microseconds")
+            loggers[1].warning("a real warning")
+        loggers[0].info("after the context")
+    finally:
+        for logger in loggers:
+            logger.removeHandler(caplog.handler)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "Sharding callback duration: 152 microseconds" not in messages
+    assert "a real warning" in messages and "after the context" in messages
 
 
 def test_native_stderr_is_muted_inside_and_restored_after(capfd):

@@ -10,14 +10,18 @@ import pytest
 from benchmarks import compare
 from tests.helpers import assert_usage_error, run_benchmark
 
+pytestmark = pytest.mark.slow
 
-def _write_run(output_dir, method, seed, accuracies, first=10, step=10):
+TRAIN_STEPS = 100
+
+
+def _write_run(output_dir, method, seed, accuracies, first=10, step=10, train_steps=TRAIN_STEPS):
     run_dir = os.path.join(output_dir, method, f"seed_{seed}")
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, "results.jsonl"), "w", encoding="utf-8") as stream:
         for cycle, accuracy in enumerate(accuracies):
             stream.write(json.dumps({"cycle": cycle, "num_labeled": first + step * cycle,
-                                     "test_accuracy": accuracy}) + "\n")
+                                     "test_accuracy": accuracy, "train_steps": train_steps}) + "\n")
 
 
 @pytest.fixture(name="fake_runs")
@@ -25,12 +29,13 @@ def fixture_fake_runs(tmp_path):
     _write_run(tmp_path, "aral", 0, [0.5, 0.8, 0.9])
     _write_run(tmp_path, "aral", 1, [0.7, 0.9, 0.96])
     _write_run(tmp_path, "random", 0, [0.4, 0.6])        # unfinished: 2 of 3 cycles
-    _write_run(tmp_path, "full", 0, [0.99], first=500)
+    _write_run(tmp_path, "full", 0, [0.99], first=500, train_steps=3 * TRAIN_STEPS)   # as long as 3 cycles
     return str(tmp_path)
 
 
 def test_summary_of_fake_runs(fake_runs):
-    rows = compare.write_summary(fake_runs, ["aral", "random", "full"], cycles=2, targets=[0.8, 0.95], title="t")
+    rows = compare.write_summary(fake_runs, ["aral", "random", "full"], cycles=2, train_steps=TRAIN_STEPS,
+                                 targets=[0.8, 0.95], title="t")
     with open(os.path.join(fake_runs, "summary.csv"), encoding="utf-8") as stream:
         table = list(csv.DictReader(stream))
     assert [(row["method"], row["num_labeled"], row["seeds"]) for row in table] == [
@@ -50,8 +55,19 @@ def test_summary_of_fake_runs(fake_runs):
 
 
 def test_pending_runs_skip_finished_ones(fake_runs):
-    assert compare.pending_runs(fake_runs, ["aral", "random", "full"], seeds=2, cycles=2) == [
+    assert compare.pending_runs(fake_runs, ["aral", "random", "full"], seeds=2, cycles=2,
+                                train_steps=TRAIN_STEPS) == [("random", 0), ("random", 1), ("full", 1)]
+
+
+def test_a_run_of_another_schedule_is_not_finished(fake_runs):
+    """`full` of a shorter schedule (--cycles=1: 200 steps) holds its one record but is no upper bound of this one."""
+    _write_run(fake_runs, "full", 1, [0.5], first=500, train_steps=2 * TRAIN_STEPS)
+    _write_run(fake_runs, "random", 1, [0.4, 0.6, 0.7], train_steps=TRAIN_STEPS // 2)
+    assert compare.pending_runs(fake_runs, ["random", "full"], seeds=2, cycles=2, train_steps=TRAIN_STEPS) == [
         ("random", 0), ("random", 1), ("full", 1)]
+    rows = compare.summarize(fake_runs, ["random", "full"], cycles=2, train_steps=TRAIN_STEPS)
+    assert [(row["method"], row["seeds"], row["mean_accuracy"]) for row in rows] == [("full", 1, 0.99)]
+    assert compare.pending_runs(fake_runs, ["full"], seeds=2, cycles=1, train_steps=TRAIN_STEPS) == [("full", 0)]
 
 
 def test_passthrough_keeps_mains_flags_only():
@@ -84,7 +100,8 @@ def test_a_malformed_results_file_gives_one_line_and_exit_code_2(fake_runs):
         stream.write("{not json\n")
     with open(path, "rb") as stream:
         before = stream.read()
-    result = run_benchmark("benchmarks.compare", "--methods=aral", "--seeds=2", "--cycles=2", "--norun",
+    result = run_benchmark("benchmarks.compare", "--methods=aral", "--seeds=2", "--cycles=2",
+                           f"--train_steps={TRAIN_STEPS}", "--norun",
                            f"--output_dir={fake_runs}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {path}: line 4 is not JSON"], result.stderr
@@ -98,7 +115,7 @@ def test_summary_reads_only_seed_directories(fake_runs):
     os.makedirs(aside)
     with open(os.path.join(aside, "results.jsonl"), "w", encoding="utf-8") as stream:
         stream.write("not a run's file\n")
-    rows = compare.summarize(fake_runs, ["aral"], cycles=2)
+    rows = compare.summarize(fake_runs, ["aral"], cycles=2, train_steps=TRAIN_STEPS)
     assert [(row["method"], row["num_labeled"], row["seeds"]) for row in rows] == [
         ("aral", 10, 2), ("aral", 20, 2), ("aral", 30, 2)]
 

@@ -4,8 +4,11 @@ import os
 import tempfile
 
 import numpy as np
+import pytest
 
 from benchmarks.crash_harness import compare_runs, run_to_end, run_until
+
+pytestmark = pytest.mark.slow
 
 RUN_FLAGS = ["--train_steps=5", "--checkpoint_every=2", "--batch_size=4", "--eval_batch_size=4",
              "--initial_labels=4", "--budget=2", "--cycles=2", "--width=0.02", "--latent_dim=4", "--noprogress",

@@ -86,6 +86,26 @@ class TestLoadNpz:
         assert culprit in _message(error)
         assert "\n" not in _message(error)
 
+    def test_unused_classes_up_to_the_margin(self, tmp_path):
+        arrays = _arrays()
+        arrays["y_train"][2] = 3 + data.MAX_UNUSED_CLASSES  # 0, 1, 2 and this one: classes 3 .. 102 unused
+        assert data.load_npz(_write_npz(tmp_path, **arrays)).num_classes == 4 + data.MAX_UNUSED_CLASSES
+        arrays["y_train"][2] += 1
+        with pytest.raises(data.DataError, match=r"the largest label is 104 but only 4 distinct labels appear"):
+            data.load_npz(_write_npz(tmp_path, **arrays))
+        assert data.load_npz(_write_npz(tmp_path, **arrays), num_classes=200).num_classes == 200
+
+    def test_image_side_bound(self, tmp_path):
+        path = _write_npz(tmp_path, **_arrays(shape=(4, data.MAX_IMAGE_SIDE + 1, 1)))
+        with pytest.raises(data.DataError, match=r"images are 4x1025x1; their sides may be at most 1024 pixels"):
+            data.load_npz(path)
+
+    def test_arrays_too_large_for_memory_are_refused_before_reading(self, tmp_path, monkeypatch):
+        path = _write_npz(tmp_path, **_arrays())
+        monkeypatch.setattr(data.resources, "available_memory", lambda: 100)
+        with pytest.raises(data.DataError, match=r"its arrays need 696 bytes of memory, 100 bytes is available"):
+            data.load_npz(path)
+
     def test_label_above_num_classes(self, tmp_path):
         arrays = _arrays()
         arrays["y_train"][2] = 10
@@ -104,8 +124,8 @@ class TestLoadNpz:
     @pytest.mark.parametrize(
         "write, culprit",
         [
-            (lambda path: open(path, "w").write("not numpy\n"), "not a readable .npz file"),
-            (lambda path: open(path, "wb").close(), "not a readable .npz file"),
+            (lambda path: open(path, "w").write("not numpy\n"), "not an .npz file (it starts with b'not "),
+            (lambda path: open(path, "wb").close(), "not an .npz file (it starts with b''"),
             (lambda path: np.save(open(path, "wb"), np.zeros(3)), "holds a single array"),
             (lambda path: os.mkdir(path), "not a readable .npz file"),
         ],
@@ -278,7 +298,7 @@ class TestLoadInitialIndices:
         path = str(tmp_path / "idx.npy")
         with open(path, "w") as file:
             file.write("1 2 3\n")
-        with pytest.raises(data.DataError, match=r": not a readable \.npy file"):
+        with pytest.raises(data.DataError, match=r": not an \.npy file \(it starts with b'1 2 '"):
             data.load_initial_indices(path, pool_size=10)
 
     def test_npz_instead_of_npy(self, tmp_path):

@@ -10,6 +10,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from aral_tf import data as data_lib
@@ -180,6 +181,7 @@ class ExportedSignaturesTest(tf.test.TestCase):
         np.savez(inputs_path.replace(".json", ".npz"), **arrays)
         return inputs_path, {name: expected for name, _, _, _, expected in good}
 
+    @pytest.mark.slow
     def test_signatures_in_a_process_without_this_package(self):
         inputs_path, expected_inputs = self.write_requests()
         outputs_path = os.path.join(self.workdir, "outputs.npz")
@@ -240,6 +242,7 @@ class ExportedSignaturesTest(tf.test.TestCase):
 
 class ChannelConversionTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_grayscale_png_feeds_an_rgb_model(self):
         model = ARALModel(tiny_config(image_shape=(8, 8, 3)))
         with tempfile.TemporaryDirectory() as directory:
@@ -250,8 +253,23 @@ class ChannelConversionTest(tf.test.TestCase):
         self.assertAllClose(from_bytes["logits"], from_rgb["logits"])
 
 
+class GarbageExampleTest(tf.test.TestCase):
+
+    def test_tf_example_of_bytes_that_are_not_utf8_is_an_invalid_argument(self):
+        model = ARALModel(tiny_config())
+        with tempfile.TemporaryDirectory() as directory:
+            signature = tf.saved_model.load(export.export_run(model, directory)[export.CLASSIFIER]).signatures[
+                "tf_example"]
+            good = serialized_examples(encode_png(tiny_images(2, seed=5)))
+            self.assertEqual(signature(examples=tf.constant(good))["logits"].shape, (2, 3))
+            for garbage in ([b"\xff\xfe\x80garbage\xc3"], good[:1] + [b"\x0a\x05\x0a\x03\xff\xfe"]):
+                with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "serialized tf.Example"):
+                    signature(examples=tf.constant(garbage))
+
+
 class MirroredStrategyTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_model_trained_under_mirrored_strategy_saves_and_exports(self):
         strategy = make_strategy("mirrored")
         self.assertEqual(strategy.num_replicas_in_sync, 2)
@@ -270,6 +288,7 @@ class MirroredStrategyTest(tf.test.TestCase):
 
 class VersionTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_versions_increase_and_existing_ones_stay(self):
         model = ARALModel(tiny_config())
         with tempfile.TemporaryDirectory() as directory:
@@ -289,12 +308,32 @@ class VersionTest(tf.test.TestCase):
                 self.assertEqual([entry for entry in os.listdir(os.path.join(directory, name))
                                   if entry.startswith(".")], [])
 
+    def test_an_export_stopped_midway_is_finished_under_its_version(self):
+        model = ARALModel(tiny_config())
+        with tempfile.TemporaryDirectory() as directory:
+            self.assertFalse(export.is_complete(directory))
+            export.export_run(model, directory)
+            self.assertTrue(export.is_complete(directory))
+            tf.io.gfile.rmtree(os.path.join(directory, export.SAMPLER, "1"))
+            leftover = os.path.join(directory, export.SAMPLER, ".tmp-1-abc")
+            os.makedirs(leftover)
+            self.assertFalse(export.is_complete(directory))
+            export.remove_temporaries(directory)
+            self.assertFalse(os.path.exists(leftover))
+            self.assertFalse(export.is_complete(directory))
+            self.assertEqual(export.export_run(model, directory, finish=True),
+                             {export.SAMPLER: os.path.join(directory, export.SAMPLER, "1")})
+            self.assertTrue(export.is_complete(directory))
+            self.assertEqual(set(export.export_run(model, directory, finish=True).values()),
+                             {os.path.join(directory, name, "2") for name in (export.CLASSIFIER, export.SAMPLER)})
+
     def test_next_version_of_a_missing_directory_is_one(self):
         self.assertEqual(export.next_version(os.path.join(tempfile.gettempdir(), "no-such-export-dir")), 1)
 
 
 class KerasSaveTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_round_trip_keeps_weights_optimizer_state_and_average(self):
         model = trained_model(tiny_config(), tiny_images(20), np.array([0, 1, 2, 0]), steps=3)
         images = tiny_images(5, seed=9)

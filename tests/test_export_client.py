@@ -18,6 +18,8 @@ from aral_tf.model import ARALModel
 from export import client
 from tests.helpers import tiny_config, tiny_images
 
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -39,6 +39,7 @@ def fixture_run_dir(workdir):
     return run_dir
 
 
+@pytest.mark.slow
 def test_command_exports_the_saved_run(run_dir):
     result = run_command(f"--run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
@@ -53,6 +54,7 @@ def test_command_exports_the_saved_run(run_dir):
     np.testing.assert_allclose(served(images=tf.constant(images))["logits"], expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_export_dir_flag_and_next_version(run_dir, workdir):
     target = os.path.join(workdir, "models")
     os.makedirs(os.path.join(target, "classifier", "3"))
@@ -92,6 +94,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(run_dir, workdir, capsys):
     assert sorted(os.listdir(run_dir)) == [export.MODEL_FILE]
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_has_no_traceback(workdir):
     result = run_command(f"--run_dir={workdir}/missing")
     assert result.returncode == 2

@@ -9,6 +9,8 @@ from benchmarks.reference_game import draw_labeled
 from tests.helpers import assert_usage_error, run_benchmark
 from tests.test_main import write_npz
 
+pytestmark = pytest.mark.slow
+
 
 def run_game(*arguments):
     return run_benchmark("benchmarks.improved_gan", *arguments)

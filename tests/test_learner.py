@@ -36,6 +36,7 @@ def test_make_adam_averages_only_with_a_positive_momentum():
     assert averaging.beta_1 == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(methods.LEARNERS))
 def test_momentum_zero_evaluates_the_last_weights_and_a_positive_one_their_average(name):
     images = tiny_images(4, seed=3)
@@ -65,6 +66,7 @@ def test_restart_refuses_unknown_network_names(name):
         build(name).restart(("classifier",))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(methods.LEARNERS))
 def test_every_learner_scales_its_losses_under_mixed_precision(name):
     keras.mixed_precision.set_global_policy("mixed_float16")

@@ -7,6 +7,8 @@ import pytest
 from tests.helpers import assert_usage_error, run_benchmark
 from tests.test_main import write_npz
 
+pytestmark = pytest.mark.slow
+
 
 def run_curve(*arguments):
     return run_benchmark("benchmarks.learning_curve", *arguments)

@@ -6,6 +6,7 @@ import tempfile
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from aral_tf import loop
@@ -15,6 +16,8 @@ from aral_tf.model import ARALModel
 from aral_tf.oracle import AwaitingLabels, FileOracle, SimulatedOracle
 from aral_tf.run_state import RunCheckpoint, RunDirectory
 from tests.helpers import tiny_config, tiny_images
+
+pytestmark = pytest.mark.slow
 
 
 def tiny_data(labels=None):

@@ -15,6 +15,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_RUN = ["--train_steps=2", "--batch_size=4", "--eval_batch_size=50", "--initial_labels=4", "--budget=2",
             "--cycles=1", "--width=0.02", "--latent_dim=4", "--noprogress"]
@@ -58,20 +60,34 @@ def test_tiny_end_to_end_run(workdir):
     assert selected.dtype == np.int64 and len(selected) == 2
     for name in ("flags.txt", "run.json", "checkpoints/checkpoint", "cycle_1/labels.npy"):
         assert os.path.exists(os.path.join(output_dir, name)), name
-    assert "test accuracy" in result.stdout
+    with open(os.path.join(output_dir, "accuracy_vs_labels.png"), "rb") as stream:
+        assert stream.read(8) == b"\x89PNG\r\n\x1a\n"
+    export_dir = os.path.join(output_dir, "export")
+    assert result.stdout.splitlines()[-1] == (
+        f"done: 6 labels, test accuracy {records[-1]['test_accuracy']:.4f}; classifier "
+        f"{export_dir}/classifier/1, sampler {export_dir}/sampler/1")
     assert os.path.isfile(os.path.join(output_dir, "model.keras"))
     for name in ("classifier", "sampler"):
         assert os.path.isfile(os.path.join(output_dir, "export", name, "1", "saved_model.pb"))
 
     # A process stopped after the last cycle but before saving: the same command saves the model.
     os.remove(os.path.join(output_dir, "model.keras"))
-    for expected in ("model saved to", "has finished all 2 cycles"):
+    for expected in (f"; model {output_dir}/model.keras (no SavedModels: --noexport)\n",
+                     "has finished all 2 cycles"):
         again = run_main("--dataset=mnist", f"--data_file={data_file}", f"--output_dir={output_dir}", *TINY_RUN,
                          "--noexport")
         assert again.returncode == 0 and expected in again.stdout, again.stdout + again.stderr
     assert os.path.isfile(os.path.join(output_dir, "model.keras"))
     with open(os.path.join(output_dir, "results.jsonl"), encoding="utf-8") as stream:
         assert [json.loads(line) for line in stream] == records
+
+
+def test_main_imports_without_matplotlib():
+    """The plot's matplotlib is imported when a cycle's plot is drawn, not with the command."""
+    check = "import sys; sys.modules['matplotlib'] = None; import main, aral_tf.plots"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.usefixtures("fresh_flags")

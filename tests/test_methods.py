@@ -52,6 +52,7 @@ def _run(name, labels, output_dir, strategy=None, noise=0.3):
     return np.load(os.path.join(output_dir, "cycle_0", "selected.npy"), allow_pickle=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [name for name in methods.METHODS if name not in ("aral", methods.FULL)])
 def test_method_selects_unlabeled_indices_blind_to_pool_labels(name):
     labels = np.arange(40) % 3
@@ -65,6 +66,7 @@ def test_method_selects_unlabeled_indices_blind_to_pool_labels(name):
         np.testing.assert_array_equal(selected, _run(name, permuted, second))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vaal", "coreset"])
 def test_baseline_under_two_replicas_matches_one_device(name):
     """Training, evaluation and selection of a baseline run through the strategy (no noise: same draws)."""

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from aral_tf.losses import LossWeights
@@ -170,6 +171,7 @@ class MixedPrecisionTest(tf.test.TestCase):
         keras.mixed_precision.set_global_policy("float32")
         super().tearDown()
 
+    @pytest.mark.slow
     def test_float16_step_scales_losses_and_keeps_float32_weights(self):
         keras.mixed_precision.set_global_policy("mixed_float16")
         keras.utils.set_random_seed(5)
@@ -187,6 +189,7 @@ class MixedPrecisionTest(tf.test.TestCase):
 
 class StrategyInvarianceTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_mirrored_step_equals_default_step(self):
         config = tiny_config()
         batch = tiny_batch(config, batch_size=8)

@@ -1,9 +1,11 @@
 """Run directory files: atomic writes, run identity, lock, results, arrays and checkpoints."""
 
 import dataclasses
+import errno
 import json
 import os
 import tempfile
+from unittest import mock
 
 import keras
 import numpy as np
@@ -63,14 +65,27 @@ class FilesTest(tf.test.TestCase):
         with self.assertRaisesRegex(run_state.RunStateError, "selected.npy: unreadable"):
             self.run.load_array(2, "selected.npy")
 
-    def test_remove_temporaries_keeps_other_files(self):
-        os.makedirs(os.path.join(self.directory, "cycle_0"))
-        for name in (".tmp-abc", "cycle_0/.tmp-def", "cycle_0/labeled.npy"):
+    def test_remove_temporaries_only_where_the_run_writes_them(self):
+        for name in ("cycle_0", "queries/initial", "notes/sub", "cycle_1/deeper"):
+            os.makedirs(os.path.join(self.directory, name))
+        removed = (".tmp-abc", "cycle_0/.tmp-def", "queries/initial/.tmp-png")
+        kept = ("cycle_0/labeled.npy", "notes/sub/.tmp-draft.txt", "cycle_1/deeper/.tmp-x", "notes/.tmp-y")
+        for name in removed + kept:
             with open(os.path.join(self.directory, name), "w", encoding="utf-8") as stream:
                 stream.write("x")
         self.run.remove_temporaries()
-        self.assertEqual(sorted(os.listdir(os.path.join(self.directory, "cycle_0"))), ["labeled.npy"])
-        self.assertNotIn(".tmp-abc", os.listdir(self.directory))
+        for name in removed:
+            self.assertFalse(os.path.exists(os.path.join(self.directory, name)), name)
+        for name in kept:
+            self.assertTrue(os.path.exists(os.path.join(self.directory, name)), name)
+
+    def test_write_atomic_names_the_file_of_a_failed_write(self):
+        path = os.path.join(self.directory, "results.jsonl")
+        with mock.patch.object(os, "fsync", side_effect=OSError(errno.ENOSPC, "No space left on device")):
+            with self.assertRaises(OSError) as caught:
+                run_state.write_atomic(path, b"x")
+        self.assertEqual((caught.exception.errno, caught.exception.filename), (errno.ENOSPC, path))
+        self.assertEqual(os.listdir(self.directory), [])
 
     def test_lock_is_exclusive_and_released(self):
         with self.run.locked():
@@ -93,6 +108,20 @@ class FilesTest(tf.test.TestCase):
         self.assertFalse(self.run.holds_run_files())
         os.makedirs(os.path.join(self.directory, "cycle_0"))
         self.assertTrue(self.run.holds_run_files())
+
+    def test_holds_other_files_unless_a_run(self):
+        self.assertFalse(run_state.RunDirectory(os.path.join(self.directory, "missing")).holds_other_files())
+        with self.run.locked():
+            self.assertFalse(self.run.holds_other_files())
+        # What a process killed while writing run.json leaves.
+        handle, _ = tempfile.mkstemp(dir=self.directory, prefix=run_state.TEMPORARY_PREFIX)
+        os.close(handle)
+        self.assertFalse(self.run.holds_other_files())
+        with open(os.path.join(self.directory, ".tmp-notes.txt"), "w", encoding="utf-8"):
+            pass
+        self.assertTrue(self.run.holds_other_files())
+        self.run.open_run({})
+        self.assertFalse(self.run.holds_other_files())
 
 
 class IdentityTest(tf.test.TestCase):
@@ -137,6 +166,17 @@ class IdentityTest(tf.test.TestCase):
         self.assertEqual(run_state.data_fingerprint(data)["image_shape"], [8, 8, 1])
         self.assertNotEqual(run_state.data_fingerprint(data), run_state.data_fingerprint(changed))
 
+    def test_data_fingerprint_covers_every_array_and_the_class_names(self):
+        images, labels = tiny_images(6), np.zeros(6, np.int64)
+        fingerprint = run_state.data_fingerprint(ImageData(images, labels, images, labels, 3, None))
+        changed_labels = labels.copy()
+        changed_labels[1] = 2
+        for other in (ImageData(images, changed_labels, images, labels, 3, None),
+                      ImageData(images, labels, tiny_images(6, seed=1), labels, 3, None),
+                      ImageData(images, labels, images, changed_labels, 3, None),
+                      ImageData(images, labels, images, labels, 3, ("a", "b", "c"))):
+            self.assertNotEqual(run_state.data_fingerprint(other), fingerprint)
+
 
 class RunCheckpointTest(tf.test.TestCase):
 
@@ -148,6 +188,10 @@ class RunCheckpointTest(tf.test.TestCase):
         rng = np.random.default_rng(0)
         for variable in every_variable(self.model):
             variable.assign(rng.integers(1, 100, variable.shape).astype(variable.dtype))
+
+    def test_saving_logs_nothing_below_warning(self):
+        with self.assertNoLogs("absl", "INFO"), self.assertNoLogs("tensorflow", "INFO"):
+            run_state.RunCheckpoint(self.model, self.directory, "run-a").save(position())
 
     def test_restores_every_model_and_optimizer_variable_and_the_position(self):
         saved = run_state.RunCheckpoint(self.model, self.directory, "run-a")

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from aral_tf import training
@@ -13,6 +14,7 @@ from tests.helpers import tiny_batch, tiny_config, tiny_images, two_cpu_strategy
 
 class TrainerTest(tf.test.TestCase):
 
+    @pytest.mark.slow
     def test_train_returns_mean_losses_and_detects_divergence(self):
         keras.utils.set_random_seed(0)
         model = ARALModel(tiny_config())
@@ -31,6 +33,7 @@ class TrainerTest(tf.test.TestCase):
             trainer.train(stream, 1, verbose=False, after_step=lambda trained: finished.append(trained.step))
         self.assertEqual(finished, [2, 3])
 
+    @pytest.mark.slow
     def test_after_step_hears_every_step_with_its_losses(self):
         keras.utils.set_random_seed(0)
         model = ARALModel(tiny_config())
@@ -43,6 +46,7 @@ class TrainerTest(tf.test.TestCase):
         self.assertIn("loss_sampler", heard[0][1])
         self.assertNotEqual(heard[0][1]["loss_sampler"], heard[2][1]["loss_sampler"])
 
+    @pytest.mark.slow
     def test_stream_state_of_a_step_is_right_after_its_own_batch(self):
         """The pipeline draws ahead; each step reports the state a resumed run must continue from."""
         def stream():
@@ -59,6 +63,7 @@ class TrainerTest(tf.test.TestCase):
             self.assertEqual(state, reference.rng_state)
         self.assertNotEqual(heard[2], heard[3])
 
+    @pytest.mark.slow
     def test_training_resumed_mid_way_ends_with_the_same_weights(self):
         """Stopped after step 3 of 7 and continued from that step's stream state: bit-identical weights."""
         images, labeled = tiny_images(12), np.array([0, 1, 2])
@@ -89,6 +94,7 @@ class TrainerTest(tf.test.TestCase):
         for want, got in zip(expected, model.get_weights()):
             self.assertAllEqual(got, want)
 
+    @pytest.mark.slow
     def test_xla_compiled_step_matches_the_graph_step(self):
         config = tiny_config()  # no noise layers: XLA draws other random numbers
         batch = tiny_batch(config, batch_size=8)
@@ -145,7 +151,7 @@ class PredictInBatchesTest(tf.test.TestCase):
         images = np.arange(23, dtype=np.uint8).reshape(23, 1, 1, 1)
         indices = np.arange(23)[::-1]
         def doubled(x):
-            return tf.reshape(tf.cast(x, tf.float32), [-1]) * 2, x
+            return tf.reshape(tf.cast(x, tf.float32), [-1]) * 2
 
         predictor = training.BatchPredictor(doubled, 5, strategy)
         self.assertEqual(predictor.padded_size, 6)
