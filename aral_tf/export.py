@@ -271,7 +271,11 @@ def save_run(model, run_dir, export=True):
     """End of a run: run_dir/model.keras, and with `export` the SavedModels in run_dir/export (finishing
     an export of this run that a killed process left half-written).
 
-    Returns the version dirs written by the export ({} without it).
+    Returns the version dirs of both exported models ({} without the export).
     """
     save_model(model, os.path.join(run_dir, MODEL_FILE))
-    return export_run(model, os.path.join(run_dir, EXPORT_SUBDIR), finish=True) if export else {}
+    if not export:
+        return {}
+    export_dir = os.path.join(run_dir, EXPORT_SUBDIR)
+    export_run(model, export_dir, finish=True)
+    return latest_export(export_dir)
