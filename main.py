@@ -46,6 +46,7 @@ from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
 from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
+from aral_tf.plots import PLOT_FILE
 from aral_tf.run_state import LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
 from aral_tf.summaries import TensorBoardLogger
 from flags import definitions
@@ -344,6 +345,7 @@ def _run_in(run_dir, data, initial, network_config, strategy, cycles, train_step
     else:
         records, exported = _continue_run(run_dir, records, data, initial, network_config, strategy, cycles,
                                           train_steps)
+    print(f"results: {run_dir.results_path}, plot: {os.path.join(run_dir.path, PLOT_FILE)}")
     print("labels  test accuracy")
     for record in records:
         print(f"{record['num_labeled']:6d}  {record['test_accuracy']:.4f}")
