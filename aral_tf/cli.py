@@ -122,3 +122,17 @@ def require_writable(flag, directory, shown=None):
         where = "" if shown is None or shown == directory else f" ({directory})"
         raise UsageError(f"--{flag}={shown or directory}: not writable{where} "
                          f"({error.strerror or error})") from None
+
+
+def read_text(path, error, max_bytes=None, limit_reason=""):
+    """The UTF-8 text of `path` (a leading BOM dropped); `error(message)` is raised, one line naming the
+    file, if it cannot be read, is not UTF-8 or holds more than `max_bytes` (`limit_reason` says why)."""
+    try:
+        if max_bytes is not None and os.path.getsize(path) > max_bytes:
+            raise error(f"{path}: {os.path.getsize(path):,} bytes, more than {limit_reason or f'{max_bytes:,}'}")
+        with open(path, "rb") as stream:
+            return stream.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text") from None
+    except OSError as os_error:
+        raise error(f"{path}: cannot be read ({os_error.strerror or os_error})") from None

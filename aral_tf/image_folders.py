@@ -22,7 +22,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from aral_tf.cli import one_line
+from aral_tf.cli import one_line, read_text
 from aral_tf.data import ALIASES, DataError, ImageData, resize_uint8
 
 POOL_DIR = "pool"
@@ -127,13 +127,7 @@ def _found_class_names(names, where):
 
 def _test_set_from_csv(path, test_dir, class_names):
     """Files and labels of a test/labels.csv: a header file,label, then one line per image."""
-    try:
-        with open(path, "rb") as stream:
-            text = stream.read().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+    text = read_text(path, DataError)
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader, None)

@@ -16,6 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from aral_tf.cli import read_text
 from aral_tf.run_state import write_atomic
 
 QUERIES_FILE = "queries.csv"
@@ -132,16 +133,8 @@ def read_labels(path, indices, num_classes, class_names=None):
     indices = np.asarray(indices, dtype=np.int64)
     position_of = {int(index): position for position, index in enumerate(indices)}
     limit = MAX_LABELS_BYTES + MAX_LABELS_BYTES_PER_QUERY * len(indices)
-    try:
-        if os.path.getsize(path) > limit:
-            raise LabelsFileError(f"{path}: {os.path.getsize(path):,} bytes, more than the {limit:,} a labels "
-                                  f"file of {len(indices)} queries may have")
-        with open(path, "rb") as stream:
-            text = stream.read().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise LabelsFileError(f"{path}: not UTF-8 text") from None
-    except OSError as error:
-        raise LabelsFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    text = read_text(path, LabelsFileError, max_bytes=limit,
+                     limit_reason=f"the {limit:,} a labels file of {len(indices)} queries may have")
     rows = _rows(csv.reader(io.StringIO(text)), path)
     _, header = next(rows, (1, None))
     if header is None or tuple(cell.strip().lower() for cell in header) != LABELS_HEADER:

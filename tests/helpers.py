@@ -7,8 +7,10 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from aral_tf.cli import USAGE_EXIT_CODE
 from aral_tf.distribution import make_strategy
 from aral_tf.model import ARALModel
 from aral_tf.networks import NetworkConfig
@@ -72,3 +74,13 @@ def assert_usage_error(result, culprit, output):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {culprit}"), result.stderr
     assert not output.exists()
+
+
+def error_line(capsys, call, code=USAGE_EXIT_CODE):
+    """Runs `call`, which must exit with `code`; returns its one stderr line."""
+    with pytest.raises(SystemExit) as exited:
+        call()
+    assert exited.value.code == code
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]

@@ -3,8 +3,8 @@
 from absl import flags
 import pytest
 
-from aral_tf.cli import USAGE_EXIT_CODE
 from benchmarks import cli
+from tests.helpers import error_line
 
 
 def make_values(output):
@@ -21,16 +21,6 @@ def make_values(output):
 
 def check(values, argv=("tool",)):
     cli.check_training_flags(list(argv), (("steps", 1), ("every", 1)), ("rate",), ("weight",), values=values)
-
-
-def error_line(capsys, call):
-    """Runs `call`, which must exit with code 2; returns its one stderr line."""
-    with pytest.raises(SystemExit) as exited:
-        call()
-    assert exited.value.code == USAGE_EXIT_CODE
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 def test_sound_flags_pass(tmp_path):

@@ -7,16 +7,7 @@ from absl import flags
 import pytest
 
 from aral_tf import cli
-
-
-def error_line(capsys, call, code=cli.USAGE_EXIT_CODE):
-    """Runs `call`, which must exit with `code`; returns its one stderr line."""
-    with pytest.raises(SystemExit) as exited:
-        call()
-    assert exited.value.code == code
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1, lines
-    return lines[0]
+from tests.helpers import error_line
 
 
 def test_quiet_info_logs_drops_info_and_keeps_warnings(caplog):
