@@ -1,0 +1,263 @@
+"""Acquisition functions as small classes in one registry (`HEURISTICS`): a score per unlabeled image and
+an order, so that a method is a learner and a heuristic (`methods.METHODS`).
+
+A heuristic sees pool images, which indices are labeled and the learner's `acquisition_outputs`; it
+never reads pool labels, and returns unlabeled pool indices only. The scores and orders are NumPy
+functions here, so that each can be checked on a pool where the right answer is known.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from aral_tf.training import predict_in_batches
+
+# The seed stream of uniform selection: np.random.default_rng([seed, cycle, RANDOM_STREAM]).
+RANDOM_STREAM = 7
+
+
+def unlabeled_indices(pool_size, labeled_indices):
+    """Sorted pool indices that are not in `labeled_indices`."""
+    mask = np.ones(pool_size, dtype=bool)
+    mask[np.asarray(labeled_indices, dtype=np.int64)] = False
+    return np.flatnonzero(mask).astype(np.int64)
+
+
+def _checked(scores, candidate_indices, budget):
+    """Scores and int64 candidate indices as arrays; ValueError if misaligned or the budget does not fit."""
+    scores = np.asarray(scores)
+    candidate_indices = np.asarray(candidate_indices, dtype=np.int64)
+    if scores.shape != candidate_indices.shape:
+        raise ValueError(f"{scores.shape[0]} scores for {candidate_indices.shape[0]} candidates")
+    if not 0 < budget <= len(candidate_indices):
+        raise ValueError(f"budget {budget} must be in 1..{len(candidate_indices)} (the unlabeled pool)")
+    return scores, candidate_indices
+
+
+def select_lowest(scores, candidate_indices, budget):
+    """The `budget` candidates with the lowest scores, as pool indices (int64).
+
+    `scores[i]` belongs to `candidate_indices[i]`. Ties go to the smaller pool index, so the choice is
+    deterministic.
+    """
+    scores, candidate_indices = _checked(scores, candidate_indices, budget)
+    order = np.lexsort((candidate_indices, scores))
+    return candidate_indices[order[:budget]]
+
+
+def select_highest(scores, candidate_indices, budget):
+    """The `budget` candidates with the highest scores (ties to the smaller pool index)."""
+    return select_lowest(-np.asarray(scores, dtype=np.float64), candidate_indices, budget)
+
+
+def select_lowest_per_class(scores, predicted_classes, candidate_indices, budget):
+    """The lowest scores taken class by class: round r takes each predicted class's r-th lowest.
+
+    Within a round, classes go in the order of those scores; a class with no candidates left drops
+    out. `predicted_classes` are C's predictions, never pool labels. Ties go to the smaller pool index.
+    """
+    scores, candidate_indices = _checked(scores, candidate_indices, budget)
+    predicted_classes = np.asarray(predicted_classes, dtype=np.int64)
+    if predicted_classes.shape != candidate_indices.shape:
+        raise ValueError(f"{predicted_classes.shape[0]} classes for {candidate_indices.shape[0]} candidates")
+    by_class = np.lexsort((candidate_indices, scores, predicted_classes))
+    sorted_classes = predicted_classes[by_class]
+    rank_in_class = np.empty(len(by_class), dtype=np.int64)
+    rank_in_class[by_class] = np.arange(len(by_class)) - np.searchsorted(sorted_classes, sorted_classes)
+    order = np.lexsort((candidate_indices, scores, rank_in_class))
+    return candidate_indices[order[:budget]]
+
+
+def entropy(probabilities):
+    """Shannon entropy (nats) of each row of class probabilities."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    return -np.sum(probabilities * np.log(np.clip(probabilities, 1e-12, 1.0)), axis=-1)
+
+
+def mutual_information(mc_probabilities):
+    """BALD's score from [N, passes, classes] MC probabilities: H(mean_t p_t) - mean_t H(p_t)."""
+    mc_probabilities = np.asarray(mc_probabilities, dtype=np.float64)
+    return entropy(mc_probabilities.mean(axis=1)) - entropy(mc_probabilities).mean(axis=1)
+
+
+def _squared_distances(points, centers):
+    return np.maximum((points ** 2).sum(1)[:, None] - 2.0 * points @ centers.T + (centers ** 2).sum(1)[None], 0.0)
+
+
+def k_center_greedy(candidate_features, labeled_features, budget, chunk=4096):
+    """Sener & Savarese's greedy core-set: positions (into the candidates) of `budget` picks, each the
+    candidate farthest (Euclidean) from the labeled points and the earlier picks."""
+    candidate_features = np.asarray(candidate_features, dtype=np.float64)
+    labeled_features = np.asarray(labeled_features, dtype=np.float64)
+    if not 0 < budget <= len(candidate_features):
+        raise ValueError(f"budget {budget} must be in 1..{len(candidate_features)} (the unlabeled pool)")
+    nearest = np.concatenate([_squared_distances(candidate_features[start:start + chunk], labeled_features).min(1)
+                              for start in range(0, len(candidate_features), chunk)])
+    picks = []
+    for _ in range(budget):
+        pick = int(np.argmax(nearest))
+        picks.append(pick)
+        distances = _squared_distances(candidate_features, candidate_features[pick:pick + 1])[:, 0]
+        nearest = np.minimum(nearest, distances)
+    return np.asarray(picks, dtype=np.int64)
+
+
+def random_selection(candidate_indices, budget, seed, cycle):
+    """`budget` candidates drawn uniformly without replacement from the seed's own stream for this cycle."""
+    rng = np.random.default_rng([seed, cycle, RANDOM_STREAM])
+    return np.asarray(rng.choice(np.asarray(candidate_indices, dtype=np.int64), budget, replace=False), np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One acquisition round: `budget` queries among the unlabeled images of `images` after `cycle`."""
+
+    learner: object
+    images: np.ndarray
+    labeled_indices: np.ndarray
+    budget: int
+    cycle: int
+    batch_size: int
+    seed: int
+    strategy: object = None
+    verbose: bool = False
+
+    @property
+    def candidates(self):
+        return unlabeled_indices(len(self.images), self.labeled_indices)
+
+    def pool_outputs(self, function, indices, verbose=None):
+        """`function` (uint8 images -> tensor) over `images[indices]`, batch by batch through the strategy."""
+        return predict_in_batches(function, self.images, self.batch_size, indices=np.asarray(indices, np.int64),
+                                  verbose=self.verbose if verbose is None else verbose, unit_name="pool image",
+                                  strategy=self.strategy)
+
+
+class Heuristic:
+    """An acquisition function: `scores` of the unlabeled images, queried lowest first (or highest first).
+
+    `reads` names the keys of the learner's `acquisition_outputs` the scores are computed from.
+    """
+
+    reads = ("score",)
+    highest_first = False
+
+    @classmethod
+    def from_options(cls, mc_passes):  # pylint: disable=unused-argument
+        """The heuristic with the run's options (only those it uses)."""
+        return cls()
+
+    def supports(self, learner):
+        """Whether `learner` gives what this heuristic reads."""
+        return set(self.reads) <= set(learner.acquisition_keys)
+
+    def outputs(self, learner, images):
+        """What `scores` reads, for one batch of uint8 images (a tensor)."""
+        return learner.acquisition_outputs(images)[self.reads[0]]
+
+    def scores(self, outputs):
+        """One score per image from the gathered `outputs`."""
+        return outputs
+
+    def select(self, request):
+        """Pool indices to label next: `request.budget` unlabeled ones, in the order of their scores."""
+        candidates = request.candidates
+        scores = self.scores(request.pool_outputs(lambda batch: self.outputs(request.learner, batch), candidates))
+        choose = select_highest if self.highest_first else select_lowest
+        return choose(scores, candidates, request.budget)
+
+
+class LowestScore(Heuristic):
+    """ARAL's and VAAL's query (Alg. 1, line 2): the lowest S(E(x, C(x))), the images S takes for unlabeled."""
+
+
+class ClassBalanced(Heuristic):
+    """The lowest scores taken round by round over C's predicted classes (our option, not the paper's)."""
+
+    reads = ("score", "logits")
+
+    def outputs(self, learner, images):
+        outputs = learner.acquisition_outputs(images)
+        score = outputs["score"]
+        return tf.stack([score, tf.cast(tf.argmax(outputs["logits"], axis=-1), score.dtype)], axis=-1)
+
+    def select(self, request):
+        candidates = request.candidates
+        outputs = request.pool_outputs(lambda batch: self.outputs(request.learner, batch), candidates)
+        return select_lowest_per_class(outputs[:, 0], outputs[:, 1].astype(np.int64), candidates, request.budget)
+
+
+class Uniform(Heuristic):
+    """Uniform selection from the seed's own stream for each cycle."""
+
+    reads = ()
+
+    def select(self, request):
+        return random_selection(request.candidates, request.budget, request.seed, request.cycle)
+
+
+class MaxEntropy(Heuristic):
+    """The highest entropy of the classifier's prediction."""
+
+    reads = ("logits",)
+    highest_first = True
+
+    def outputs(self, learner, images):
+        return tf.nn.softmax(super().outputs(learner, images))
+
+    def scores(self, outputs):
+        return entropy(outputs)
+
+
+class BALD(Heuristic):
+    """The highest mutual information between prediction and weights under MC dropout (Houlsby et al.)."""
+
+    reads = ()
+    highest_first = True
+
+    def __init__(self, passes=10):
+        self.passes = passes
+
+    @classmethod
+    def from_options(cls, mc_passes):
+        return cls(mc_passes)
+
+    def supports(self, learner):
+        return hasattr(learner, "mc_probabilities")
+
+    def outputs(self, learner, images):
+        return learner.mc_probabilities(images, self.passes)
+
+    def scores(self, outputs):
+        return mutual_information(outputs)
+
+
+class CoreSet(Heuristic):
+    """Sener & Savarese's k-center greedy core-set on the classifier's penultimate features."""
+
+    reads = ("features",)
+
+    def select(self, request):
+        candidates = request.candidates
+        features = request.pool_outputs(lambda batch: self.outputs(request.learner, batch), candidates)
+        labeled = request.pool_outputs(lambda batch: self.outputs(request.learner, batch), request.labeled_indices,
+                                       verbose=False)
+        return candidates[k_center_greedy(features, labeled, request.budget)]
+
+
+HEURISTICS = {
+    "lowest": LowestScore,
+    "class_balanced": ClassBalanced,
+    "random": Uniform,
+    "entropy": MaxEntropy,
+    "bald": BALD,
+    "coreset": CoreSet,
+}
+
+
+def make_heuristic(name, mc_passes=10):
+    """The heuristic registered as `name`; ValueError naming the known ones otherwise."""
+    if name not in HEURISTICS:
+        raise ValueError(f"unknown selection {name!r}; choose one of {', '.join(HEURISTICS)}")
+    return HEURISTICS[name].from_options(mc_passes=mc_passes)
