@@ -1,1 +1,0 @@
-"""The export command (`python -m export`), the TF Serving kit (configs, README) and its client."""
