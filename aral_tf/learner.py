@@ -51,10 +51,16 @@ def weights_of(networks):
 
 
 class Learner:
-    """Base of ARAL and the baselines (see the module docstring).
+    """Base of ARAL and the baselines (see the module docstring): `averaged()` and `restart(names)`.
 
-    Subclasses give `restartable()`, `averaging()`, `train_step`, `classify`, `acquisition_outputs`
-    and `initialize_from_data`, and keep copies of their start-of-run weights (`start_weights_of`).
+    A learner also gives:
+    - `restartable()`: {network name: (networks, optimizers)} it trains itself, and `start_weights_of(name)`,
+      the kept start-of-run copies of those weights, aligned with `weights_of`;
+    - `averaging()`: (optimizer, variables) of the classifier whose moving average evaluation uses;
+    - `train_step(batch)`: one step on a dict of arrays, returning {loss name: scalar tensor};
+    - `classify(images)`: class logits for uint8 images (inference mode);
+    - `acquisition_outputs(images)`: {key: tensor}, the keys of `acquisition_keys`;
+    - `initialize_from_data(images)`: data-dependent initialisation from pool images (no labels).
     """
 
     # Image streams of `batch_size` one training step reads (labeled, unlabeled, generated).
@@ -71,14 +77,6 @@ class Learner:
     def sub_learners(self):
         """Learners this one holds and trains (restarted with it)."""
         return []
-
-    def start_weights_of(self, name):
-        """The kept start-of-run copies of the weights of network `name`, aligned with `weights_of`."""
-        raise NotImplementedError
-
-    def averaging(self):
-        """(optimizer, variables) of the classifier whose moving average evaluation and acquisition use."""
-        raise NotImplementedError
 
     def averaged(self):
         """Context in which the classifier holds the moving average of its weights."""
@@ -103,18 +101,6 @@ class Learner:
         for learner in self.sub_learners():
             learner.restart(names)
 
-    def train_step(self, batch):
-        """One training step on a batch (a dict of arrays); returns {loss name: scalar tensor}."""
-        raise NotImplementedError
 
-    def classify(self, images):
-        """Class logits for uint8 images (inference mode)."""
-        raise NotImplementedError
 
-    def acquisition_outputs(self, images):
-        """{key: tensor} for uint8 images, the keys of `acquisition_keys` (e.g. score, logits, features)."""
-        raise NotImplementedError
 
-    def initialize_from_data(self, images):
-        """Data-dependent initialisation from uint8 pool images (no labels); becomes the start of the run."""
-        raise NotImplementedError
