@@ -42,11 +42,12 @@ from aral_tf.export import CLASSIFIER, EXPORT_SUBDIR, MODEL_FILE, SAMPLER, lates
 from aral_tf.learner import NETWORKS
 from aral_tf.loop import LoopConfig, run_active_learning
 from aral_tf.losses import LossWeights
-from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_method
+from aral_tf.methods import ARAL_TRAINED_METHODS, FULL, METHODS, build_learner, build_method
 from aral_tf.model import OptimizerConfig
 from aral_tf.networks import NetworkConfig
 from aral_tf.oracle import AwaitingLabels, FileOracle, LabelsFileError, SimulatedOracle
 from aral_tf.plots import PLOT_FILE
+from aral_tf.pretrain import InitialSelection, PretrainStage
 from aral_tf.run_state import LOCK_FILE, IdentityMismatch, RunDirectory, RunStateError, data_fingerprint, write_atomic
 from aral_tf.summaries import TensorBoardLogger
 from flags import definitions
@@ -83,6 +84,9 @@ def _check_counts():
                  "hidden_noise_std"):
         if not FLAGS[name].value >= 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be a finite number >= 0")
+    if FLAGS.initial_selection != "random" and FLAGS.initial_indices:
+        raise UsageError(f"--initial_selection={FLAGS.initial_selection}: cannot be combined with --initial_indices "
+                         f"(which gives the initial set); drop one of the two")
     for name in ("classifier_average", "adam_beta_1", "dropout_rate"):
         if not 0 <= FLAGS[name].value < 1:
             raise UsageError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")
@@ -187,7 +191,8 @@ def _open_run(run_dir, data, initial):
     if len(records) > FLAGS.cycles + 1:
         raise UsageError(f"--cycles={FLAGS.cycles}: this run already finished cycle {len(records) - 1}; "
                          f"give --cycles={len(records) - 1} or more")
-    if run_dir.has(0, "labeled.npy") and not np.array_equal(run_dir.load_array(0, "labeled.npy"), initial):
+    if (initial is not None and run_dir.has(0, "labeled.npy")
+            and not np.array_equal(run_dir.load_array(0, "labeled.npy"), initial)):
         source = (f"--initial_indices={FLAGS.initial_indices}" if FLAGS.initial_indices
                   else f"--initial_labels={FLAGS.initial_labels}")
         raise UsageError(f"{source}: not the initial labeled set this run was started with "
@@ -260,6 +265,10 @@ def _load_data():
     return data_lib.load_dataset(dataset, data_file, FLAGS.data_dir)[1]
 
 
+def _initial_count(initial):
+    return FLAGS.initial_labels if initial is None else len(initial)
+
+
 def run():
     """Validates the flags and data, then runs active learning; returns the per-cycle records."""
     _check_counts()
@@ -271,8 +280,10 @@ def run():
             if definitions.given_explicitly("initial_labels") and FLAGS.initial_labels != len(initial):
                 raise UsageError(f"--initial_labels={FLAGS.initial_labels}: --initial_indices="
                                  f"{FLAGS.initial_indices} gives {len(initial)} initial labels; drop one of the two")
-        else:
+        elif FLAGS.initial_selection == "random":
             initial = data_lib.initial_indices(data.pool_size, FLAGS.initial_labels, FLAGS.seed)
+        else:
+            initial = None  # Chosen by the run from its pretrained representation (`_initial_chooser`).
     except data_lib.DataError as error:
         raise UsageError(str(error)) from None
     if data.y_train is None and FLAGS.oracle != "files":
@@ -283,9 +294,9 @@ def run():
     if FLAGS.method == FULL:
         # The upper bound: one training on every label, as long as the whole schedule.
         initial, cycles, train_steps = np.arange(data.pool_size, dtype=np.int64), 0, train_steps * (cycles + 1)
-    elif len(initial) + FLAGS.budget * FLAGS.cycles >= data.pool_size:
+    elif _initial_count(initial) + FLAGS.budget * FLAGS.cycles >= data.pool_size:
         raise UsageError(
-            f"--budget={FLAGS.budget}: {len(initial)} initial labels + {FLAGS.cycles} cycles x "
+            f"--budget={FLAGS.budget}: {_initial_count(initial)} initial labels + {FLAGS.cycles} cycles x "
             f"{FLAGS.budget} leaves no unlabeled image in the pool of {data.pool_size}")
     try:
         network_config = NetworkConfig(
@@ -391,19 +402,33 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     """
     run_dir.remove_temporaries()
     export_lib.remove_temporaries(os.path.join(run_dir.path, EXPORT_SUBDIR))
-    method = build_method(
-        FLAGS.method, network_config,
-        LossWeights(gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd,
-                    adv=FLAGS.lambda_adv, beta=FLAGS.beta, feature_matching=FLAGS.feature_matching,
-                    class_feature_matching=FLAGS.class_feature_matching, generator_gan=FLAGS.generator_gan,
-                    generated_cls=FLAGS.generated_cls),
-        OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
-                        discriminator_lr=FLAGS.lr_discriminator, sampler_lr=FLAGS.lr_sampler,
-                        classifier_lr=FLAGS.lr_classifier,
-                        beta_1=FLAGS.adam_beta_1, discriminator_average_momentum=FLAGS.classifier_average),
-        strategy, seed=FLAGS.seed, mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
-        selection=None if FLAGS.selection == "lowest" else FLAGS.selection)
+    loss_weights = LossWeights(
+        gan=FLAGS.lambda_gan, cls=FLAGS.lambda_cls, trd=FLAGS.lambda_trd, adv=FLAGS.lambda_adv, beta=FLAGS.beta,
+        feature_matching=FLAGS.feature_matching, class_feature_matching=FLAGS.class_feature_matching,
+        generator_gan=FLAGS.generator_gan, generated_cls=FLAGS.generated_cls,
+        generated_cls_confidence=FLAGS.generated_cls_confidence,
+        sampler_reads_prediction=FLAGS.sampler_conditioning == "prediction")
+    optimizer_config = OptimizerConfig(
+        encoder_generator_lr=FLAGS.lr_encoder_generator, discriminator_lr=FLAGS.lr_discriminator,
+        sampler_lr=FLAGS.lr_sampler, classifier_lr=FLAGS.lr_classifier, beta_1=FLAGS.adam_beta_1,
+        discriminator_average_momentum=FLAGS.classifier_average)
+    representation = None
+    if initial is None and FLAGS.method not in ARAL_TRAINED_METHODS:
+        # Built before the method's own learner, so that it starts as an ARAL run's model does and shares its
+        # pretraining stage (a cache entry is identified by the model's starting weights too).
+        representation = build_learner("aral", network_config, loss_weights, optimizer_config, strategy)
+    method = build_method(FLAGS.method, network_config, loss_weights, optimizer_config, strategy, seed=FLAGS.seed,
+                          mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
+                          selection=None if FLAGS.selection == "lowest" else FLAGS.selection)
     _check_disk(run_dir, method.learner)
+    stage = None
+    if FLAGS.pretrain_steps:
+        stage = PretrainStage(run_dir.path, FLAGS.pretrain_cache_dir, data_fingerprint(data), FLAGS.pretrain_steps,
+                              FLAGS.batch_size, FLAGS.seed, FLAGS.checkpoint_every, verbose=FLAGS.progress)
+    if initial is None:
+        initial = InitialSelection(representation or method.aral_model, representation is not None, stage, data.x_train,
+                                   FLAGS.initial_labels, FLAGS.seed, FLAGS.eval_batch_size, strategy,
+                                   verbose=FLAGS.progress, log=lambda message: print(message, flush=True))
     action = f"continuing at cycle {len(records)}" if records else "results"
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks, "
@@ -424,7 +449,8 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
                                    seed=FLAGS.seed)
     try:
         records = run_active_learning(method, strategy, data, initial, oracle, loop_config,
-                                      log=lambda message: print(message, flush=True), callbacks=logger)
+                                      log=lambda message: print(message, flush=True), callbacks=logger,
+                                      pretrain=stage)
     finally:
         if logger:
             logger.close()

@@ -278,7 +278,8 @@ class SemiSupervisedGAN(ClassifierNetwork):
                                                 real_fake[num_real:])
             classification = losses.discriminator_classification_loss(
                 logits[:num_labeled], tf.cast(batch["labels"], tf.int32), logits[num_real:],
-                tf.cast(batch["prior_labels"], tf.int32), generated_weight=weights.generated_cls)
+                tf.cast(batch["prior_labels"], tf.int32), generated_weight=weights.generated_cls,
+                confidence=weights.generated_cls_confidence)
             discriminator_loss = losses.discriminator_loss(gan, classification, weights)
             scaled_loss = self.discriminator_optimizer.scale_loss(discriminator_loss)
         variables = self.trainable_variables

@@ -365,6 +365,17 @@ def load_dataset(
     return spec, data
 
 
+# Pool images (no labels) for the data-dependent initialisation of D, and the seed stream they are drawn with.
+INIT_SAMPLE_SIZE = 500
+INIT_SAMPLE_STREAM = 1_000_003
+
+
+def initialization_images(images: np.ndarray, seed: int) -> np.ndarray:
+    """The 500 pool images (drawn with `seed`, in pool order) that initialise D's weight-normalised layers."""
+    sample = np.random.default_rng([seed, INIT_SAMPLE_STREAM]).permutation(len(images))
+    return images[np.sort(sample[:INIT_SAMPLE_SIZE])]
+
+
 def initial_indices(pool_size: int, count: int, seed: int) -> np.ndarray:
     """`count` distinct pool indices drawn uniformly (labels never consulted), sorted int64."""
     if not 1 <= count < pool_size:

@@ -19,15 +19,12 @@ import time
 
 import numpy as np
 
+from aral_tf.data import initialization_images
 from aral_tf.heuristics import LowestScore
 from aral_tf.methods import Method
 from aral_tf.plots import PLOT_FILE, accuracy_png, run_rows
 from aral_tf.run_state import RunCheckpoint, RunDirectory, RunStateError, TrainingPosition, write_atomic
 from aral_tf.training import predict_in_batches
-
-# Pool images (no labels) for the data-dependent initialisation of D, and the seed stream they are drawn with.
-INIT_SAMPLE_SIZE = 500
-INIT_SAMPLE_STREAM = 1_000_003
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,11 +56,14 @@ def _ignore_event(kind, cycle, detail):  # pylint: disable=unused-argument
 
 
 def run_active_learning(model, strategy, data, initial_indices, oracle, config, log=print, on_event=None,
-                        callbacks=None):
+                        callbacks=None, pretrain=None):
     """Alg. 1: labels, trains and evaluates cycles 0..`config.cycles`, continuing the run in `config.output_dir`.
 
     Before the first cycle of a new run, D's weight-normalised layers are initialised from 500 pool
-    images drawn with the seed (images only; no labels are read). The model is warm-started across
+    images drawn with the seed (images only; no labels are read), and an ARAL-trained method's model
+    goes through `pretrain` (a `pretrain.PretrainStage`), whose weights become its start weights.
+    `initial_indices` is the initial labeled set, or a function of no arguments that chooses it
+    (label-blind; called when cycle 0's labels are not saved yet). The model is warm-started across
     cycles, except the networks of `config.restart_each_cycle`, which start each cycle after the
     first from their weights at the start of the run. The oracle may raise (e.g.
     `oracle.AwaitingLabels`); everything done so far is kept.
@@ -84,8 +84,9 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
     position = checkpoint.restore_latest()
     _check_position(position, len(records), config, checkpoint.latest_path)
     if position is None:
-        sample = np.random.default_rng([config.seed, INIT_SAMPLE_STREAM]).permutation(len(data.x_train))
-        method.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
+        method.initialize_from_data(initialization_images(data.x_train, config.seed))
+        if pretrain is not None and method.aral_model is not None:
+            pretrain.run(method.aral_model, data.x_train, method.strategy, log)
     for cycle in range(len(records), config.cycles + 1):
         started = time.time()
         notify("cycle", cycle, "start")
@@ -141,7 +142,8 @@ def _labeled_set(cycle, method, data, initial_indices, oracle, config, run, noti
         return run.load_array(cycle, "labeled.npy"), run.load_array(cycle, "labels.npy")
     if cycle == 0:
         previous = previous_labels = np.zeros(0, dtype=np.int64)
-        queries, round_name = np.sort(np.asarray(initial_indices, dtype=np.int64)), "initial"
+        chosen = initial_indices() if callable(initial_indices) else initial_indices
+        queries, round_name = np.sort(np.asarray(chosen, dtype=np.int64)), "initial"
     else:
         previous = run.load_array(cycle - 1, "labeled.npy")
         previous_labels = run.load_array(cycle - 1, "labels.npy")

@@ -26,12 +26,16 @@ _TFGAN_LOSSES = tfgan_losses()
 
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
-    """The lambdas and beta of Eqs. 5, 11 and 12 (paper Sec. 4.1 values), and our weights inside them.
+    """The lambdas and beta of Eqs. 5, 11 and 12 (paper Sec. 4.1 values), our weights inside them, and
+    what S and Eq. 9 read.
 
     `feature_matching` and `class_feature_matching` weigh the feature-matching
     terms added to G's loss; `generator_gan` weighs Eq. 7 and `generated_cls`
-    Eq. 9's generated-image term. The defaults are the paper's (no class
-    feature matching, the other two 1.0); docs/design.md gives the MNIST values.
+    Eq. 9's generated-image term, of which only the images C already reads as
+    their label with probability above `generated_cls_confidence` count (0: all,
+    the paper). `sampler_reads_prediction` conditions the codes S reads on C's
+    prediction for labeled images too (the paper: on their labels). The defaults
+    are the paper's; docs/design.md gives ours.
     """
 
     gan: float = 1.0
@@ -43,6 +47,8 @@ class LossWeights:
     generator_gan: float = 1.0
     generated_cls: float = 1.0
     class_feature_matching: float = 0.0
+    generated_cls_confidence: float = 0.0
+    sampler_reads_prediction: bool = False
 
 
 def _mean(per_example, global_batch_size):
@@ -187,14 +193,21 @@ def discriminator_gan_loss(real_fake_logits_labeled, real_fake_logits_unlabeled,
 
 
 def discriminator_classification_loss(logits_labeled, labels, logits_generated, generated_labels,
-                                      generated_weight=1.0, global_batch_size=None):
-    """Eq. 9: -E_{(x, y)~(X_L, Y_L)}[log p(C(x) = y)] - generated_weight * E_{z, y}[log p(C(G(z, y)) = y)].
+                                      generated_weight=1.0, confidence=0.0, global_batch_size=None):
+    """Eq. 9, gated: -E_{(x, y)~(X_L, Y_L)}[log p(C(x) = y)] - w * E_{z, y}[m * log p(C(G(z, y)) = y)],
 
-    The paper's Eq. 9 has `generated_weight` = 1.
+        m = 1[p(C(G(z, y)) = y) > confidence]   (held fixed; m = 1 for confidence 0),   w = generated_weight.
+
+    The mean is over the whole generated batch, so the term grows with the share of G's images C
+    reads as their label. The paper's Eq. 9 has w = 1 and no gate (confidence 0); a gate keeps C
+    from learning its own mistakes on G's images, as Triple-GAN keeps only confident pseudo-labels.
     """
     labeled = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits_labeled)
     generated = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=generated_labels,
                                                                 logits=logits_generated)
+    if confidence > 0:
+        # exp(-cross-entropy) is the probability C gives the conditioning label.
+        generated *= tf.stop_gradient(tf.cast(tf.exp(-generated) > confidence, generated.dtype))
     return _mean(labeled, global_batch_size) + generated_weight * _mean(generated, global_batch_size)
 
 

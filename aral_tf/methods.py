@@ -112,6 +112,12 @@ class Method:
                                              self.seed, self.strategy, verbose))
 
 
+def build_learner(name, network_config, loss_weights, optimizer_config, strategy):
+    """The learner registered as `name` in LEARNERS, built under `strategy`."""
+    with strategy.scope():
+        return LEARNERS[name](network_config, loss_weights, optimizer_config)
+
+
 def build_method(name, network_config, loss_weights, optimizer_config, strategy, seed, mc_passes=10,
                  jit_compile=False, selection=None):
     """The method called `name` with fresh networks built under `strategy`; ValueError for unknown names.
@@ -124,8 +130,7 @@ def build_method(name, network_config, loss_weights, optimizer_config, strategy,
     spec = METHODS[name]
     heuristic_name = selection or spec.heuristic
     heuristic = None if heuristic_name is None else make_heuristic(heuristic_name, mc_passes=mc_passes)
-    with strategy.scope():
-        learner = LEARNERS[spec.learner](network_config, loss_weights, optimizer_config)
+    learner = build_learner(spec.learner, network_config, loss_weights, optimizer_config, strategy)
     if heuristic is not None and not heuristic.supports(learner):
         raise ValueError(f"selection {heuristic_name!r} reads {', '.join(heuristic.reads)}, which the learner of "
                          f"{name!r} does not give (it gives {', '.join(learner.acquisition_keys)})")

@@ -60,7 +60,7 @@ class ARALModel(keras.Model, Learner):
                                    name=f"start_{name}_{index}")
                    for index, weight in enumerate(getattr(self, name).weights)]
             for name in NETWORKS}
-        self._keep_start_weights()
+        self.keep_start_weights()
 
     def get_config(self):
         """The constructor's configs as plain dicts (for `model.save("*.keras")`)."""
@@ -76,12 +76,22 @@ class ARALModel(keras.Model, Learner):
         return cls(network_config, losses.LossWeights(**config.pop("loss_weights")),
                    OptimizerConfig(**config.pop("optimizer_config")), **config)
 
+    def pretrain_settings(self):
+        """What `pretrain_step` reads of the model's configs (what identifies a pretraining stage)."""
+        unused = ("cls", "generated_cls", "generated_cls_confidence", "sampler_reads_prediction")
+        return {"network_config": dataclasses.asdict(self.network_config),
+                "loss_weights": {name: value for name, value in dataclasses.asdict(self.loss_weights).items()
+                                 if name not in unused},
+                "optimizer_config": {name: value for name, value in dataclasses.asdict(self.optimizer_config).items()
+                                     if name not in ("sampler_lr", "classifier_lr")}}
+
     def initialize_from_data(self, images):
         """Data-dependent initialisation of D's weight-normalised layers on uint8 pool images (no labels)."""
         self.discriminator.initialize_from_data(to_model_range(images))
-        self._keep_start_weights()
+        self.keep_start_weights()
 
-    def _keep_start_weights(self):
+    def keep_start_weights(self):
+        """Makes the current weights those `restart` puts back (after initialisation and pretraining)."""
         for name, copies in self._start_weights.items():
             for copy, weight in zip(copies, getattr(self, name).weights):
                 copy.assign(weight)
@@ -137,20 +147,49 @@ class ARALModel(keras.Model, Learner):
         sampler_losses = self.update_sampler(inputs, latent_means)
         return {**encoder_generator_losses, **discriminator_losses, **sampler_losses}
 
-    def update_encoder_generator(self, inputs):
+    def pretrain_step(self, batch):
+        """One label-free step (the pretraining stage, before the first query): Alg. 1 lines 10-16 with
+        every real image conditioned on C's prediction, without Eq. 9 and without S.
+
+        `batch` has the keys of `BATCH_KEYS` but "labels": both image streams are pool draws, so every
+        loss keeps the scale it has in `train_step`. E, G and D's trunk learn the pool's images and codes.
+        """
+        inputs = self.prepare_batch({**batch, "labels": tf.zeros(tf.shape(batch["labeled_images"])[:1], tf.int32)})
+        encoder_generator_losses = self.update_encoder_generator(inputs, supervised=False)
+        discriminator_losses, _ = self.update_discriminator(inputs, supervised=False)
+        return {**encoder_generator_losses, **discriminator_losses}
+
+    def _conditioning(self, inputs, real_logits, supervised):
+        """y of Eqs. 5, 8 and 10 for the real images: labeled ones' labels and C's softmax (held fixed) for
+        the others; C's softmax for all when not `supervised`."""
+        if not supervised:
+            return tf.stop_gradient(tf.nn.softmax(real_logits))
+        inferred = tf.stop_gradient(tf.nn.softmax(real_logits[inputs["num_labeled"]:]))
+        return tf.concat([inputs["labels_one_hot"], inferred], axis=0)
+
+    def _sampler_input(self, real, latent_means, real_logits, num_labeled):
+        """The codes S reads: E's means, with labeled images encoded on C's prediction instead of their
+        label when `loss_weights.sampler_reads_prediction` (so that the label's format cannot tell S which
+        set an image is in, and S reads in training what it reads when querying)."""
+        if not self.loss_weights.sampler_reads_prediction:
+            return latent_means
+        predicted, _ = self.encoder(real[:num_labeled], tf.stop_gradient(tf.nn.softmax(real_logits[:num_labeled])),
+                                    training=True)
+        return tf.concat([predicted, latent_means[num_labeled:]], axis=0)
+
+    def update_encoder_generator(self, inputs, supervised=True):
         """Alg. 1 lines 10-12: E and G descend Eq. 11.
 
         G plays Eq. 7 against each of D's real/fake heads (the class head and the
         pair head, see `Discriminator`); E plays Eq. 10 against the pair head, the
-        only one its codes reach.
+        only one its codes reach. Not `supervised`: no image is conditioned on a label.
         """
         real, num_labeled = inputs["real"], inputs["num_labeled"]
         num_real = tf.shape(real)[0]
         weights = self.loss_weights
         with tf.GradientTape() as tape:
             real_features, real_logits = self.discriminator(real, training=True)
-            inferred = tf.stop_gradient(tf.nn.softmax(real_logits[num_labeled:]))
-            conditioning = tf.concat([inputs["labels_one_hot"], inferred], axis=0)
+            conditioning = self._conditioning(inputs, real_logits, supervised)
             mu, log_var, latent = self._encode(real, conditioning, inputs["noise"], training=True)
             decoded = self.generator(tf.concat([latent, inputs["prior_latent"]], axis=0),
                                      tf.concat([conditioning, inputs["prior_one_hot"]], axis=0), training=True)
@@ -158,7 +197,8 @@ class ARALModel(keras.Model, Learner):
             generated_features, generated_logits = self.discriminator(generated, training=True)
             nll = losses.reconstruction_nll(real, reconstructions)
             kl = losses.kl_divergence(mu, log_var)
-            sampler_logits = self.sampler(mu, training=True)
+            sampler_input = self._sampler_input(real, mu, real_logits, num_labeled) if supervised else mu
+            sampler_logits = self.sampler(sampler_input, training=True)
             acquisition = losses.acquisition_encoder_generator_loss(
                 nll[:num_labeled], kl[:num_labeled], nll[num_labeled:], kl[num_labeled:],
                 sampler_logits[:num_labeled], sampler_logits[num_labeled:], weights)
@@ -185,21 +225,21 @@ class ARALModel(keras.Model, Learner):
                 "generator_gan": generator_gan, "feature_matching": feature_matching,
                 "class_feature_matching": class_feature_matching}
 
-    def update_discriminator(self, inputs):
+    def update_discriminator(self, inputs, supervised=True):
         """Alg. 1 lines 14-16: D descends Eq. 12, seeing the current E and G.
 
         Each real/fake head of D plays Eq. 8 on its own; L_D^gan is their sum.
         The class head is trained as LSE(l), the pair head on D's features held fixed.
+        Not `supervised`: Eq. 8 alone, every image conditioned on C's prediction.
 
-        Returns the losses and the latent means of the real images, which S trains on next.
+        Returns the losses and the codes S trains on next (`_sampler_input`).
         """
         real, num_labeled = inputs["real"], inputs["num_labeled"]
         num_real = tf.shape(real)[0]
         generated = self.generator(inputs["prior_latent"], inputs["prior_one_hot"], training=True)
         with tf.GradientTape() as tape:
             features, logits = self.discriminator(tf.concat([real, generated], axis=0), training=True)
-            inferred = tf.stop_gradient(tf.nn.softmax(logits[num_labeled:num_real]))
-            conditioning = tf.concat([inputs["labels_one_hot"], inferred], axis=0)
+            conditioning = self._conditioning(inputs, logits[:num_real], supervised)
             mu, _, latent = self._encode(real, conditioning, inputs["noise"], training=True)
             class_head = self.discriminator.class_head_logit(
                 logits, tf.concat([conditioning, inputs["prior_one_hot"]], axis=0), train_discriminator=True)
@@ -210,16 +250,20 @@ class ARALModel(keras.Model, Learner):
                                                  class_head[num_real:])
                    + losses.pair_discriminator_loss(pair_head[:num_labeled], pair_head[num_labeled:num_real],
                                                     pair_head[num_real:]))
-            classification = losses.discriminator_classification_loss(
-                logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"],
-                generated_weight=self.loss_weights.generated_cls)
+            classification = tf.constant(0.0)
+            if supervised:
+                classification = losses.discriminator_classification_loss(
+                    logits[:num_labeled], inputs["labels"], logits[num_real:], inputs["prior_labels"],
+                    generated_weight=self.loss_weights.generated_cls,
+                    confidence=self.loss_weights.generated_cls_confidence)
             loss = losses.discriminator_loss(gan, classification, self.loss_weights)
             scaled_loss = self.discriminator_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         self.discriminator_optimizer.apply_gradients(zip(gradients, variables))
+        sampler_input = self._sampler_input(real, mu, logits[:num_real], num_labeled) if supervised else mu
         return {"loss_discriminator": loss, "discriminator_gan": gan,
-                "classification": classification}, tf.stop_gradient(mu)
+                "classification": classification}, tf.stop_gradient(sampler_input)
 
     def update_sampler(self, inputs, latent_means):
         """Alg. 1 lines 17-19: S descends Eq. 13 on the latent means of labeled and unlabeled images."""
@@ -238,12 +282,13 @@ class ARALModel(keras.Model, Learner):
         _, logits = self.discriminator(to_model_range(images), training=False)
         return logits
 
-    acquisition_keys = ("score", "latent", "logits")
+    acquisition_keys = ("score", "latent", "logits", "features")
 
     def acquisition_outputs(self, images):
         """For uint8 images: `score` S(E(x, C(x))) in (0, 1), the probability of "labeled" (lower means
-        query first); `latent` E's mean; `logits` C's class logits."""
+        query first); `latent` E's mean; `logits` C's class logits; `features` D's trunk features D~(x)."""
         model_input = to_model_range(images)
-        _, logits = self.discriminator(model_input, training=False)
+        features, logits = self.discriminator(model_input, training=False)
         mu, _ = self.encoder(model_input, tf.nn.softmax(logits), training=False)
-        return {"score": tf.sigmoid(self.sampler(mu, training=False)), "latent": mu, "logits": logits}
+        return {"score": tf.sigmoid(self.sampler(mu, training=False)), "latent": mu, "logits": logits,
+                "features": features}

@@ -58,6 +58,29 @@ class BatchStream(SeededStream):
         }
 
 
+class PoolBatches(SeededStream):
+    """Label-free batches for `ARALModel.pretrain_step`: `BatchStream`'s keys but "labels", with both
+    image streams ("labeled_images" and "unlabeled_images") drawn uniformly from the whole pool."""
+
+    def __init__(self, images, batch_size, latent_dim, num_classes, seed):
+        self._images = images
+        self._batch_size = batch_size
+        self._latent_dim = latent_dim
+        self._num_classes = num_classes
+        self._rng = np.random.default_rng(seed)
+
+    def next(self):
+        rng, size = self._rng, self._batch_size
+        return {
+            "labeled_images": self._images[rng.integers(0, len(self._images), size)],
+            "unlabeled_images": self._images[rng.integers(0, len(self._images), size)],
+            "prior_latent": rng.standard_normal((size, self._latent_dim), dtype=np.float32),
+            "prior_labels": rng.integers(0, self._num_classes, size),
+            "labeled_noise": rng.standard_normal((size, self._latent_dim), dtype=np.float32),
+            "unlabeled_noise": rng.standard_normal((size, self._latent_dim), dtype=np.float32),
+        }
+
+
 def input_pipeline(stream, steps, stream_states=None):
     """A `tf.data` pipeline of the next `steps` batches of `stream`, prepared ahead on a background thread.
 

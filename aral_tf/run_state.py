@@ -193,8 +193,9 @@ class RunDirectory:
         return stored
 
     @contextlib.contextmanager
-    def locked(self):
-        """Holds an exclusive lock on the run for the duration; RunStateError if another process has it."""
+    def locked(self, on_wait=None):
+        """Holds an exclusive lock on the run for the duration; RunStateError if another process has it,
+        or, given `on_wait`, calls it once and waits for the other process to let go."""
         os.makedirs(self.path, exist_ok=True)
         handle = os.open(os.path.join(self.path, LOCK_FILE), os.O_CREAT | os.O_RDWR, 0o644)
         try:
@@ -203,7 +204,10 @@ class RunDirectory:
             except OSError as error:
                 if error.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
-                raise RunStateError(f"{self.path}: another process is running this run") from None
+                if on_wait is None:
+                    raise RunStateError(f"{self.path}: another process is running this run") from None
+                on_wait()
+                fcntl.flock(handle, fcntl.LOCK_EX)
             yield self
         finally:
             os.close(handle)

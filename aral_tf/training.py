@@ -35,16 +35,17 @@ class Trainer:
     already average over the global batch, so replica values are summed.
     `jit_compile` compiles the step with XLA; it needs a single replica, since
     XLA cannot compile a step that synchronises replicas (keras-team/keras#19005).
+    `step` replaces `model.train_step` (e.g. `ARALModel.pretrain_step`).
     """
 
-    def __init__(self, model, strategy, jit_compile=False):
+    def __init__(self, model, strategy, jit_compile=False, step=None):
         if jit_compile and strategy.num_replicas_in_sync > 1:
             raise ValueError(f"XLA cannot compile a step across {strategy.num_replicas_in_sync} replicas")
         self.model = model
         self.strategy = strategy
-        self._replica_step = model.train_step
+        self._replica_step = step or model.train_step
         if jit_compile:
-            self._replica_step = tf.function(model.train_step, jit_compile=True)
+            self._replica_step = tf.function(self._replica_step, jit_compile=True)
         self._step = tf.function(self._distributed_step)
 
     def _distributed_step(self, batch):

@@ -37,8 +37,7 @@ with muted_native_stderr():
     import tensorflow as tf
 
     from aral_tf import data as data_lib
-    from aral_tf.data import to_model_range
-    from aral_tf.loop import INIT_SAMPLE_SIZE
+    from aral_tf.data import INIT_SAMPLE_SIZE, to_model_range
     from aral_tf.networks import NetworkConfig
     from benchmarks.reference_game import Game, draw_labeled
     tf.config.list_physical_devices()

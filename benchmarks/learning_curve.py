@@ -30,8 +30,8 @@ with muted_native_stderr():  # Also while listing devices, which logs a CUDA pro
     import tensorflow as tf
 
     from aral_tf import data as data_lib
-    from aral_tf.data import to_model_range
-    from aral_tf.loop import INIT_SAMPLE_SIZE, INIT_SAMPLE_STREAM, evaluate
+    from aral_tf.data import initialization_images, to_model_range
+    from aral_tf.loop import evaluate
     from aral_tf.losses import LossWeights
     from aral_tf.model import ARALModel, OptimizerConfig
     from aral_tf.networks import NetworkConfig
@@ -108,8 +108,7 @@ def main(argv):
     model = ARALModel(config, weights,
                       OptimizerConfig(encoder_generator_lr=FLAGS.lr_encoder_generator,
                                       discriminator_lr=FLAGS.lr_discriminator))
-    sample = np.random.default_rng([FLAGS.seed, INIT_SAMPLE_STREAM]).permutation(data.pool_size)
-    model.initialize_from_data(data.x_train[np.sort(sample[:INIT_SAMPLE_SIZE])])
+    model.initialize_from_data(initialization_images(data.x_train, FLAGS.seed))
     trainer = Trainer(model, tf.distribute.get_strategy())
     stream = BatchStream(data.x_train, data.y_train[labeled], labeled, FLAGS.batch_size,
                          config.latent_dim, data.num_classes, seed=[FLAGS.seed, 0])

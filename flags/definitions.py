@@ -109,9 +109,11 @@ flags.DEFINE_float("class_feature_matching", 0.0,
                    "their labels, C(x) for unlabeled ones).")
 flags.DEFINE_float("generator_gan", 1.0, "Weight of Eq. 7 (G's adversarial term) in G's GAN loss.")
 flags.DEFINE_float("generated_cls", 1.0, "Weight of Eq. 9's generated-image term in C's loss.")
-flags.DEFINE_enum("selection", "lowest", ["lowest", "class_balanced"],
-                  "ARAL's query rule: the budget lowest S(E(x, C(x))) (the paper), or those lowest scores taken "
-                  "round by round over C's predicted classes (--method=aral only).")
+flags.DEFINE_enum("selection", "lowest", ["lowest", "class_balanced", "typiclust", "lowest_in_clusters"],
+                  "ARAL's query rule (--method=aral only): lowest, the budget lowest S(E(x, C(x))) (the paper); "
+                  "class_balanced, those lowest scores taken round by round over C's predicted classes; typiclust, "
+                  "the most typical image of each pool cluster (k-means of D's features) that holds no label yet; "
+                  "lowest_in_clusters, the lowest S of each such cluster of E's codes.")
 flags.DEFINE_float("lr_encoder_generator", 1e-3, "Adam learning rate of E and G.")
 flags.DEFINE_float("lr_discriminator", 3e-3, "Adam learning rate of D.")
 flags.DEFINE_float("lr_sampler", 3e-3, "Adam learning rate of S.")
@@ -136,13 +138,34 @@ flags.DEFINE_string("tensorboard_dir", None,
                     "Write TensorBoard summaries here: losses, test accuracy, generated images, "
                     "hyperparameters.")
 
+# The label-free stage, the initial set and how Eq. 9 and S read their inputs (docs/design.md).
+flags.DEFINE_integer("pretrain_steps", 0,
+                     "Label-free steps of ARAL's unsupervised game on the pool before the first query; every cycle "
+                     "then starts from those weights (--restart_each_cycle restarts to them). 0: none (the paper). "
+                     f"0 to {MAX_STEPS:,}.", lower_bound=0, upper_bound=MAX_STEPS)
+flags.DEFINE_string("pretrain_cache_dir", None,
+                    "Keep pretraining stages here, one folder per pool, seed, networks and settings, so that "
+                    "other runs (other methods, seeds of a comparison) reuse them; default OUTPUT_DIR/pretrain. "
+                    "Delete a folder (or the whole directory) to clear it.")
+flags.DEFINE_enum("initial_selection", "random", ["random", "typiclust"],
+                  "The initial labeled set: random (uniform with --seed, the paper) or typiclust (typical and "
+                  "diverse pool images in the representation of a pretrained ARAL model's D, chosen without "
+                  "labels; for every method, so that comparisons start from the same set).")
+flags.DEFINE_float("generated_cls_confidence", 0.0,
+                   "Eq. 9 gate: C learns only from the generated images it already reads as their conditioning "
+                   "label with probability above this (0: from all, the paper).", lower_bound=0.0, upper_bound=0.999)
+flags.DEFINE_enum("sampler_conditioning", "label", ["label", "prediction"],
+                  "What the codes S reads are conditioned on for labeled images: their label (the paper) or C's "
+                  "prediction, as for unlabeled images and at query time (then S cannot tell the sets apart by the "
+                  "label's format).")
+
 FLAGS = flags.FLAGS
 
 # Flags of this module that a resumed run may change; every other one is part of the run's identity
 # (stored in OUTPUT_DIR/run.json) and must keep its value. Add a new flag here only if changing it
 # midway cannot change which images get labeled or what the model learns.
 MAY_CHANGE_ON_RESUME = ("cycles", "progress", "output_dir", "data_dir", "checkpoint_every", "export",
-                        "tensorboard_dir")
+                        "tensorboard_dir", "pretrain_cache_dir")
 
 
 def flagfile_for(dataset):
