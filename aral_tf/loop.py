@@ -69,7 +69,7 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
     `oracle.AwaitingLabels`); everything done so far is kept.
     `on_event(kind, cycle, detail)` is called when a cycle starts ("cycle", "start") and after each
     training step ("step", step number), checkpoint ("checkpoint", step number) and file written
-    ("file", path in the run).
+    ("file", path in the run); during pretraining, ("step" and "checkpoint", -1, step number).
     `callbacks` (e.g. `summaries.TensorBoardLogger`) hears `on_train_step(step, losses)` with the step
     counted across cycles and `on_cycle_end(cycle, record, aral_model)` (aral_model None for methods
     that train no ARALModel), for the steps and cycles this process runs.
@@ -86,7 +86,7 @@ def run_active_learning(model, strategy, data, initial_indices, oracle, config, 
     if position is None:
         method.initialize_from_data(initialization_images(data.x_train, config.seed))
         if pretrain is not None and method.aral_model is not None:
-            pretrain.run(method.aral_model, data.x_train, method.strategy, log)
+            pretrain.run(method.aral_model, data.x_train, method.strategy, log, notify)
     for cycle in range(len(records), config.cycles + 1):
         started = time.time()
         notify("cycle", cycle, "start")

@@ -77,9 +77,12 @@ class PretrainStage:
             return os.path.join(self.run_path, RUN_SUBDIR)
         return os.path.join(self.cache_dir, stage_key(identity))
 
-    def run(self, model, images, strategy, log=print):
+    def run(self, model, images, strategy, log=print, notify=None):
         """Leaves `model` (an ARALModel, data-initialised) pretrained with those weights kept as its start
-        weights: trained here, continued from the stage's newest checkpoint, or restored when finished."""
+        weights: trained here, continued from the stage's newest checkpoint, or restored when finished.
+
+        `notify(kind, PRETRAIN_CYCLE, step)` hears each step ("step") and checkpoint ("checkpoint").
+        """
         identity = stage_identity(model, self.pool_fingerprint, self.steps, self.batch_size, self.seed)
         stage = RunDirectory(self.directory(identity))
         with stage.locked(on_wait=lambda: log(f"pretraining: waiting for another process pretraining in {stage.path}")):
@@ -97,9 +100,9 @@ class PretrainStage:
                 log(f"pretraining: restored the finished stage ({self.steps} steps) from {stage.path}")
                 return
             log(f"pretraining: {self.steps} label-free steps on the pool of {len(images)} images in {stage.path}")
-            self._train(model, images, strategy, checkpoint, position, log)
+            self._train(model, images, strategy, checkpoint, position, log, notify or (lambda *event: None))
 
-    def _train(self, model, images, strategy, checkpoint, position, log):
+    def _train(self, model, images, strategy, checkpoint, position, log, notify):
         config = model.network_config
         stream = PoolBatches(images, self.batch_size, config.latent_dim, config.num_classes,
                              seed=[self.seed, PRETRAIN_STREAM])
@@ -111,6 +114,7 @@ class PretrainStage:
         started = time.time()
 
         def after_step(trained):
+            notify("step", PRETRAIN_CYCLE, trained.step)
             if trained.step == self.steps:
                 model.keep_start_weights()
             if trained.step % self.checkpoint_every == 0 or trained.step == self.steps:
@@ -118,6 +122,7 @@ class PretrainStage:
                 checkpoint.save(TrainingPosition(cycle=PRETRAIN_CYCLE, step=trained.step,
                                                  stream_state=trained.stream_state,
                                                  loss_sums=dict(trained.loss_sums), train_seconds=float(seconds)))
+                notify("checkpoint", PRETRAIN_CYCLE, trained.step)
 
         trainer = Trainer(model, strategy, step=model.pretrain_step)
         try:
