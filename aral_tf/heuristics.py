@@ -15,6 +15,10 @@ from aral_tf.training import predict_in_batches
 
 # The seed stream of uniform selection: np.random.default_rng([seed, cycle, RANDOM_STREAM]).
 RANDOM_STREAM = 7
+# The seed stream of k-means in the clustering selections: [seed, cycle, CLUSTER_STREAM].
+CLUSTER_STREAM = 11
+# The seed stream of k-means for the initial set: [seed, INITIAL_STREAM].
+INITIAL_STREAM = 13
 
 
 def unlabeled_indices(pool_size, labeled_indices):
@@ -101,6 +105,125 @@ def k_center_greedy(candidate_features, labeled_features, budget, chunk=4096):
         distances = _squared_distances(candidate_features, candidate_features[pick:pick + 1])[:, 0]
         nearest = np.minimum(nearest, distances)
     return np.asarray(picks, dtype=np.int64)
+
+
+# TypiClust's settings (Hacohen et al., 2022): neighbours in the typicality, the largest number of clusters,
+# and clusters at most this small are never queried (they are outliers, not modes of the pool).
+TYPICALITY_NEIGHBOURS = 20
+MAX_CLUSTERS = 500
+MIN_CLUSTER_SIZE = 5
+
+
+def kmeans(points, clusters, seed, iterations=50, chunk=8192):
+    """Lloyd's k-means from a seeded greedy k-means++ start (the best of 2 + ln k draws per center, as
+    scikit-learn does): (cluster of each point, int64; centers).
+
+    Deterministic for a given seed; an empty cluster takes the point farthest from its center.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if not 0 < clusters <= len(points):
+        raise ValueError(f"{clusters} clusters must be in 1..{len(points)} (the points)")
+    rng = np.random.default_rng(seed)
+    centers = np.empty((clusters, points.shape[1]))
+    centers[0] = points[rng.integers(len(points))]
+    nearest = _squared_distances(points, centers[:1])[:, 0]
+    trials = 2 + int(np.log(clusters))
+    for index in range(1, clusters):
+        total = nearest.sum()
+        if total > 0:
+            candidates = rng.choice(len(points), size=trials, p=nearest / total)
+        else:
+            candidates = rng.integers(len(points), size=trials)
+        reduced = np.minimum(nearest[:, None], _squared_distances(points, points[candidates]))
+        best = int(reduced.sum(0).argmin())
+        centers[index], nearest = points[candidates[best]], reduced[:, best]
+    assignment = None
+    for _ in range(iterations):
+        distances = np.concatenate([_squared_distances(points[start:start + chunk], centers)
+                                    for start in range(0, len(points), chunk)])
+        new_assignment = distances.argmin(1)
+        if assignment is not None and np.array_equal(new_assignment, assignment):
+            break
+        assignment = new_assignment
+        own_distances = distances[np.arange(len(points)), assignment]
+        for empty in np.flatnonzero(np.bincount(assignment, minlength=clusters) == 0):
+            farthest = int(own_distances.argmax())
+            own_distances[farthest] = -1.0
+            assignment[farthest] = empty
+        members = np.zeros((clusters, len(points)))
+        members[assignment, np.arange(len(points))] = 1.0
+        counts = members.sum(1)[:, None]
+        centers = np.where(counts > 0, members @ points / np.maximum(counts, 1.0), centers)
+    return assignment.astype(np.int64), centers
+
+
+def typicality(points, neighbours=TYPICALITY_NEIGHBOURS, chunk=2048):
+    """TypiClust's typicality of each point: 1 / mean Euclidean distance to its `neighbours` nearest
+    other points (fewer where there are fewer); 0 for a lone point."""
+    points = np.asarray(points, dtype=np.float64)
+    neighbours = min(neighbours, len(points) - 1)
+    if neighbours < 1:
+        return np.zeros(len(points))
+    mean_distances = []
+    for start in range(0, len(points), chunk):
+        distances = np.sqrt(_squared_distances(points[start:start + chunk], points))
+        rows = np.arange(distances.shape[0])
+        distances[rows, start + rows] = np.inf
+        mean_distances.append(np.partition(distances, neighbours - 1, axis=1)[:, :neighbours].mean(1))
+    return 1.0 / np.maximum(np.concatenate(mean_distances), 1e-12)
+
+
+def typiclust(features, labeled_positions, budget, seed):
+    """TypiClust (Hacohen et al., 2022): positions (into `features`) of `budget` unlabeled points.
+
+    The points (L2-normalised) fall into min(|L| + budget, MAX_CLUSTERS) k-means clusters. Each pick
+    comes from the cluster with the fewest labeled or picked points, the largest first among equals
+    (clusters of at most MIN_CLUSTER_SIZE points only when no other is left), and is that cluster's
+    most typical point not yet labeled. Ties go to the smaller position.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    labeled = np.zeros(len(features), dtype=bool)
+    labeled[np.asarray(labeled_positions, dtype=np.int64)] = True
+    if not 0 < budget <= int((~labeled).sum()):
+        raise ValueError(f"budget {budget} must be in 1..{int((~labeled).sum())} (the unlabeled pool)")
+    clusters = min(int(labeled.sum()) + budget, MAX_CLUSTERS, len(features))
+    assignment, _ = kmeans(features, clusters, seed)
+    sizes = np.bincount(assignment, minlength=clusters)
+    covered = np.bincount(assignment[labeled], minlength=clusters)
+    typical = {}
+    picks = []
+    for _ in range(budget):
+        open_clusters = np.flatnonzero(np.bincount(assignment[~labeled], minlength=clusters) > 0)
+        order = np.lexsort((open_clusters, -sizes[open_clusters], covered[open_clusters],
+                            sizes[open_clusters] <= MIN_CLUSTER_SIZE))
+        cluster = int(open_clusters[order[0]])
+        members = np.flatnonzero(assignment == cluster)
+        if cluster not in typical:
+            typical[cluster] = typicality(features[members])
+        free = ~labeled[members]
+        best = members[free][np.lexsort((members[free], -typical[cluster][free]))[0]]
+        picks.append(int(best))
+        labeled[best] = True
+        covered[cluster] += 1
+    return np.asarray(picks, dtype=np.int64)
+
+
+def initial_selection(features, count, seed):
+    """The label-blind initial set: `count` pool positions by TypiClust with nothing labeled yet."""
+    return typiclust(features, np.zeros(0, dtype=np.int64), count, [seed, INITIAL_STREAM])
+
+
+def lowest_in_clusters(scores, codes, budget, seed):
+    """Positions of `budget` candidates: the lowest score in each of `budget` k-means clusters of their
+    codes, so that queries spread over the pool instead of piling into one mode. Ordered by score
+    (ties to the smaller position)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    assignment, _ = kmeans(codes, budget, seed)
+    order = np.lexsort((np.arange(len(scores)), scores))
+    first_in_cluster = np.unique(assignment[order], return_index=True)[1]
+    picks = order[np.sort(first_in_cluster)]
+    return picks.astype(np.int64)
 
 
 def random_selection(candidate_indices, budget, seed, cycle):
@@ -246,6 +369,35 @@ class CoreSet(Heuristic):
         return candidates[k_center_greedy(features, labeled, request.budget)]
 
 
+class TypiClust(Heuristic):
+    """TypiClust on the learner's features: the most typical point of each uncovered cluster."""
+
+    reads = ("features",)
+
+    def select(self, request):
+        features = request.pool_outputs(lambda batch: self.outputs(request.learner, batch),
+                                        np.arange(len(request.images)))
+        labeled = np.asarray(request.labeled_indices, dtype=np.int64)
+        return typiclust(features, labeled, request.budget, [request.seed, request.cycle, CLUSTER_STREAM])
+
+
+class LowestInClusters(Heuristic):
+    """ARAL's S with diversity: the lowest S in each of `budget` k-means clusters of E's codes."""
+
+    reads = ("score", "latent")
+
+    def outputs(self, learner, images):
+        outputs = learner.acquisition_outputs(images)
+        return tf.concat([outputs["score"][:, None], outputs["latent"]], axis=-1)
+
+    def select(self, request):
+        candidates = request.candidates
+        outputs = request.pool_outputs(lambda batch: self.outputs(request.learner, batch), candidates)
+        picks = lowest_in_clusters(outputs[:, 0], outputs[:, 1:], request.budget,
+                                   [request.seed, request.cycle, CLUSTER_STREAM])
+        return candidates[picks]
+
+
 HEURISTICS = {
     "lowest": LowestScore,
     "class_balanced": ClassBalanced,
@@ -253,6 +405,8 @@ HEURISTICS = {
     "entropy": MaxEntropy,
     "bald": BALD,
     "coreset": CoreSet,
+    "typiclust": TypiClust,
+    "lowest_in_clusters": LowestInClusters,
 }
 
 
