@@ -176,13 +176,12 @@ def typicality(points, neighbours=TYPICALITY_NEIGHBOURS, chunk=2048):
 def typiclust(features, labeled_positions, budget, seed):
     """TypiClust (Hacohen et al., 2022): positions (into `features`) of `budget` unlabeled points.
 
-    The points (L2-normalised) fall into min(|L| + budget, MAX_CLUSTERS) k-means clusters. Each pick
+    The points fall into min(|L| + budget, MAX_CLUSTERS) k-means clusters (Euclidean). Each pick
     comes from the cluster with the fewest labeled or picked points, the largest first among equals
     (clusters of at most MIN_CLUSTER_SIZE points only when no other is left), and is that cluster's
     most typical point not yet labeled. Ties go to the smaller position.
     """
     features = np.asarray(features, dtype=np.float64)
-    features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     labeled = np.zeros(len(features), dtype=bool)
     labeled[np.asarray(labeled_positions, dtype=np.int64)] = True
     if not 0 < budget <= int((~labeled).sum()):

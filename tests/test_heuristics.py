@@ -15,13 +15,14 @@ class MeanPixelLearner:
     """Stands in for a learner: an image's score is its mean pixel / 255; C predicts class (pixel // 100),
     so images 0-99 are class 0, 100-199 class 1, 200-255 class 2; its features are the mean pixel."""
 
-    acquisition_keys = ("score", "logits", "features")
+    acquisition_keys = ("score", "latent", "logits", "features")
 
     def acquisition_outputs(self, images):
         pixels = tf.cast(images, tf.float32)
         classes = tf.cast(tf.reshape(images[:, 0, 0, 0], [-1]), tf.int32) // 100
+        features = tf.reduce_mean(pixels, axis=[1, 2])
         return {"score": tf.reduce_mean(pixels, axis=[1, 2, 3]) / 255.0, "logits": tf.one_hot(classes, 3) * 5.0,
-                "features": tf.reduce_mean(pixels, axis=[1, 2])}
+                "features": features, "latent": features}
 
 
 def constant_images(values):
@@ -98,6 +99,20 @@ class HeuristicTest(tf.test.TestCase):
         images = constant_images([0, 100, 250, 50, 90, 10])
         self.assertAllEqual(heuristics.CoreSet().select(request(images, labeled=[0, 1], budget=2)), [2, 3])
 
+    def test_typiclust_queries_the_uncovered_clusters_of_the_features(self):
+        # Features are pixel values in three groups; 11 (in the group near 10) is labeled, so the two picks
+        # are the most typical points of the other groups, the larger (near 200) first: 203 (mean distance
+        # 25/6 to the other six), then 102 (14/5, tied with 103; the smaller index wins).
+        values = [10, 11, 13, 100, 101, 102, 103, 105, 109, 200, 201, 202, 203, 204, 209, 215]
+        images = constant_images(values)
+        self.assertAllEqual(heuristics.TypiClust().select(request(images, labeled=[1], budget=2)), [12, 5])
+
+    def test_lowest_in_clusters_spreads_the_lowest_scores_over_the_codes(self):
+        # Scores and codes are the pixel values: plain lowest takes 10, 11, 12; one per cluster takes 10, 100, 200.
+        images = constant_images([100, 10, 200, 11, 101, 12, 201])
+        self.assertAllEqual(heuristics.LowestScore().select(request(images)), [1, 3, 5])
+        self.assertAllEqual(heuristics.LowestInClusters().select(request(images)), [1, 0, 2])
+
     def test_entropy_reads_the_logits(self):
         # Every image's prediction is one confident class: equal entropy, so ties go to the smaller index.
         images = constant_images([30, 200, 10, 150])
@@ -106,7 +121,7 @@ class HeuristicTest(tf.test.TestCase):
     def test_never_returns_a_labeled_index(self):
         images = constant_images(np.arange(50))
         labeled = np.arange(0, 50, 2)
-        for name in ("lowest", "class_balanced", "random", "entropy", "coreset"):
+        for name in ("lowest", "class_balanced", "random", "entropy", "coreset", "typiclust", "lowest_in_clusters"):
             selected = heuristics.make_heuristic(name).select(request(images, labeled, budget=25, batch_size=7))
             self.assertEmpty(np.intersect1d(selected, labeled))
             self.assertLen(np.unique(selected), 25)
@@ -129,7 +144,8 @@ class HeuristicTest(tf.test.TestCase):
     def test_acquisition_takes_no_labels(self):
         for function in (heuristics.Request, heuristics.Heuristic.select, heuristics.select_lowest,
                          heuristics.select_lowest_per_class, heuristics.k_center_greedy,
-                         heuristics.random_selection):
+                         heuristics.random_selection, heuristics.kmeans, heuristics.typiclust,
+                         heuristics.initial_selection, heuristics.lowest_in_clusters):
             parameters = set(inspect.signature(function).parameters)
             self.assertFalse({"labels", "y", "y_train", "pool_labels"} & parameters, function.__name__)
 
@@ -177,3 +193,61 @@ def test_registry_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown selection 'margin'; choose one of lowest, class_balanced"):
         heuristics.make_heuristic("margin")
     assert heuristics.make_heuristic("bald", mc_passes=4).passes == 4
+
+
+def test_typicality_is_the_inverse_mean_distance_to_the_nearest_neighbours():
+    points = np.array([[0.0], [1.0], [3.0]])
+    np.testing.assert_allclose(heuristics.typicality(points, neighbours=1), [1.0, 1.0, 0.5])
+    # Two neighbours: mean distances (1 + 3) / 2, (1 + 2) / 2, (3 + 2) / 2.
+    np.testing.assert_allclose(heuristics.typicality(points, neighbours=2, chunk=2), [1 / 2, 2 / 3, 1 / 2.5])
+    np.testing.assert_allclose(heuristics.typicality(points, neighbours=20), [1 / 2, 2 / 3, 1 / 2.5])
+    np.testing.assert_array_equal(heuristics.typicality(points[:1]), [0.0])
+
+
+def _blobs(seed, sizes=(30, 40, 50)):
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
+    return np.concatenate([center + rng.normal(size=(size, 2)) for center, size in zip(centers, sizes)])
+
+
+def test_kmeans_finds_separated_blobs_and_is_seeded():
+    points = _blobs(0)
+    assignment, centers = heuristics.kmeans(points, 3, seed=5)
+    assert assignment.dtype == np.int64
+    for start, stop in ((0, 30), (30, 70), (70, 120)):
+        assert len(np.unique(assignment[start:stop])) == 1
+        np.testing.assert_allclose(centers[assignment[start]], points[start:stop].mean(0))
+    np.testing.assert_array_equal(heuristics.kmeans(points, 3, seed=5)[0], assignment)
+    with pytest.raises(ValueError, match="4 clusters must be in 1..3"):
+        heuristics.kmeans(points[:3], 4, seed=0)
+
+
+def test_kmeans_with_more_clusters_than_distinct_points_leaves_none_empty():
+    assignment, _ = heuristics.kmeans(np.zeros((6, 2)), 3, seed=0)
+    assert sorted(np.bincount(assignment, minlength=3)) == [1, 1, 4]
+
+
+def test_initial_selection_takes_the_most_typical_point_of_each_blob_largest_first():
+    points = _blobs(1)
+    picks = heuristics.initial_selection(points, 3, seed=0)
+    np.testing.assert_array_equal((picks >= 70).astype(int) + (picks >= 30), [2, 1, 0])
+    for pick, (start, stop) in zip(picks, ((70, 120), (30, 70), (0, 30))):
+        assert pick == start + int(np.argmax(heuristics.typicality(points[start:stop])))
+
+
+def test_typiclust_leaves_small_clusters_for_last():
+    # Blob sizes 5 (an outlier group of at most MIN_CLUSTER_SIZE), 40, 50: the picks go 50, 40, 50 again;
+    # the small blob only once the others have nothing left.
+    points = _blobs(2, sizes=(5, 40, 50))
+    picks = heuristics.typiclust(points, [], 3, seed=0)
+    np.testing.assert_array_equal((picks >= 45).astype(int) + (picks >= 5), [2, 1, 2])
+    picks = heuristics.typiclust(points, np.arange(5, 95), 2, seed=0)
+    assert len(set(picks)) == 2 and set(picks) <= set(range(5))
+    with pytest.raises(ValueError, match="budget 96 must be in 1..95"):
+        heuristics.typiclust(points, [], 96, seed=0)
+
+
+def test_lowest_in_clusters_orders_its_picks_by_score():
+    codes = np.array([[0.0], [0.1], [10.0], [10.1]])
+    scores = np.array([0.5, 0.4, 0.2, 0.3])
+    np.testing.assert_array_equal(heuristics.lowest_in_clusters(scores, codes, 2, seed=0), [2, 1])
