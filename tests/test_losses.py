@@ -107,6 +107,17 @@ class LossesTest(tf.test.TestCase):
         self.assertAllClose(past_margin, 0.0)
         self.assertAllClose(tape.gradient(past_margin, far), [0.0])
 
+    def test_eq9_gate_keeps_only_generated_images_read_as_their_label(self):
+        labeled = tf.constant([[0.0, 0.0]])
+        # C gives the conditioning label 1 probability 3/4 on the first generated image, 1/2 on the second.
+        generated = tf.constant([[0.0, math.log(3.0)], [0.0, 0.0]])
+        values = [float(losses.discriminator_classification_loss(labeled, tf.constant([0]), generated,
+                                                                  tf.constant([1, 1]), confidence=confidence))
+                  for confidence in (0.0, 0.6, 0.8)]
+        # The mean runs over the whole generated batch, the masked images adding 0.
+        self.assertAllClose(values, [math.log(2.0) + (-math.log(0.75) + math.log(2.0)) / 2,
+                                     math.log(2.0) - math.log(0.75) / 2, math.log(2.0)])
+
     def test_eq9_generated_weight(self):
         logits = tf.constant([[0.0, 0.0]])
         value = losses.discriminator_classification_loss(logits, tf.constant([0]), logits, tf.constant([1]),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aral_tf import loop, methods, oracle
+from aral_tf import loop, methods, oracle, pretrain
 from aral_tf.data import ImageData
 from aral_tf.distribution import make_strategy
 from aral_tf.losses import LossWeights
@@ -41,29 +41,57 @@ def _data(labels):
                      y_test=(np.arange(9) % 3).astype(np.int64), num_classes=3, class_names=None)
 
 
-def _run(name, labels, output_dir, strategy=None, noise=0.3):
+def _run(name, labels, output_dir, strategy=None, noise=0.3, selection=None, initial=INITIAL, saved="selected"):
     keras.utils.set_random_seed(0)
     method = methods.build_method(name, tiny_config(noise=noise), LossWeights(), OptimizerConfig(),
-                                  strategy or make_strategy(), seed=0, mc_passes=3)
+                                  strategy or make_strategy(), seed=0, mc_passes=3, selection=selection)
     config = loop.LoopConfig(budget=3, cycles=1, train_steps=2, batch_size=4, seed=0, output_dir=output_dir,
                              eval_batch_size=7, verbose=False)
-    loop.run_active_learning(method, None, _data(labels), INITIAL, oracle.SimulatedOracle(labels), config,
+    if initial is None:
+        data = _data(labels)
+        initial = pretrain.InitialSelection(method.learner, False, None, data.x_train, len(INITIAL), 0, 4,
+                                            make_strategy(), log=lambda message: None)
+    loop.run_active_learning(method, None, _data(labels), initial, oracle.SimulatedOracle(labels), config,
                              log=lambda message: None)
-    return np.load(os.path.join(output_dir, "cycle_0", "selected.npy"), allow_pickle=False)
+    return np.load(os.path.join(output_dir, "cycle_0", f"{saved}.npy"), allow_pickle=False)
+
+
+def _permuted(labels):
+    permuted = labels.copy()
+    unlabeled = np.setdiff1d(np.arange(40), INITIAL)
+    permuted[unlabeled] = np.random.default_rng(7).permutation(labels[unlabeled])
+    return permuted
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [name for name in methods.METHODS if name not in ("aral", methods.FULL)])
 def test_method_selects_unlabeled_indices_blind_to_pool_labels(name):
     labels = np.arange(40) % 3
-    permuted = labels.copy()
-    unlabeled = np.setdiff1d(np.arange(40), INITIAL)
-    permuted[unlabeled] = np.random.default_rng(7).permutation(labels[unlabeled])
     with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
         selected = _run(name, labels, first)
         assert selected.dtype == np.int64 and len(np.unique(selected)) == 3
         assert not np.intersect1d(selected, INITIAL).size
-        np.testing.assert_array_equal(selected, _run(name, permuted, second))
+        np.testing.assert_array_equal(selected, _run(name, _permuted(labels), second))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("selection", ["typiclust", "lowest_in_clusters"])
+def test_aral_selection_is_blind_to_pool_labels(selection):
+    labels = np.arange(40) % 3
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        selected = _run("aral", labels, first, selection=selection)
+        assert len(np.unique(selected)) == 3 and not np.intersect1d(selected, INITIAL).size
+        np.testing.assert_array_equal(selected, _run("aral", _permuted(labels), second, selection=selection))
+
+
+def test_the_typiclust_initial_set_is_blind_to_pool_labels():
+    labels = np.arange(40) % 3
+    # Every label may change here: no index is labeled before the initial set is chosen.
+    shuffled = np.random.default_rng(7).permutation(labels)
+    with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+        initial = _run("aral", labels, first, initial=None, saved="labeled")
+        assert len(np.unique(initial)) == len(INITIAL)
+        np.testing.assert_array_equal(initial, _run("aral", shuffled, second, initial=None, saved="labeled"))
 
 
 @pytest.mark.slow

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from aral_tf.losses import LossWeights
-from aral_tf.model import ARALModel
+from aral_tf.model import ARALModel, to_model_range
+from aral_tf.pipeline import PoolBatches
 from aral_tf.training import Trainer
 from tests.helpers import tiny_batch, tiny_config, tiny_images, two_cpu_strategy
 
@@ -116,6 +117,47 @@ class GradientFlowTest(tf.test.TestCase):
             model.update_discriminator(model.prepare_batch(candidate))
             results.append(model.discriminator.classifier.get_weights()[0])
         self.assertNotAllClose(results[0], results[1])
+
+
+class PretrainStepTest(tf.test.TestCase):
+
+    def test_pretrain_step_trains_e_g_and_d_not_s_and_reads_no_labels(self):
+        keras.utils.set_random_seed(1)
+        model = ARALModel(tiny_config())
+        stream = PoolBatches(tiny_images(20, model.network_config.image_shape), 4, model.network_config.latent_dim,
+                             model.network_config.num_classes, seed=0)
+        batch = stream.next()
+        self.assertNotIn("labels", batch)
+        before = snapshot(model)
+        values = model.pretrain_step(batch)
+        self.assertEqual(changed_networks(before, snapshot(model)), {"encoder", "generator", "discriminator"})
+        self.assertNotIn("loss_sampler", values)
+        self.assertEqual(float(values["classification"]), 0.0)
+        for name, value in values.items():
+            self.assertTrue(np.isfinite(float(value)), name)
+
+    def test_features_are_the_trunk_features(self):
+        keras.utils.set_random_seed(1)
+        model = ARALModel(tiny_config())
+        images = tiny_images(3, model.network_config.image_shape)
+        outputs = model.acquisition_outputs(images)
+        features, _ = model.discriminator(to_model_range(images), training=False)
+        self.assertAllClose(outputs["features"], features)
+
+
+class SamplerConditioningTest(tf.test.TestCase):
+
+    def sampler_codes(self, reads_prediction, labels):
+        keras.utils.set_random_seed(1)
+        model = ARALModel(tiny_config(), LossWeights(sampler_reads_prediction=reads_prediction))
+        batch = dict(tiny_batch(model.network_config), labels=labels)
+        _, codes = model.update_discriminator(model.prepare_batch(batch))
+        return codes.numpy()
+
+    def test_codes_s_reads_do_not_depend_on_the_labels_when_encoded_on_predictions(self):
+        first, second = np.array([0, 1, 2, 0]), np.array([1, 2, 0, 1])
+        self.assertAllClose(self.sampler_codes(True, first), self.sampler_codes(True, second))
+        self.assertNotAllClose(self.sampler_codes(False, first), self.sampler_codes(False, second))
 
 
 class AveragedDiscriminatorTest(tf.test.TestCase):

@@ -64,6 +64,22 @@ class BatchStreamTest(tf.test.TestCase):
             pipeline.BatchStream(tiny_images(5), np.array([0]), np.array([1, 2]), 4, 4, 3, 0)
 
 
+class PoolBatchesTest(tf.test.TestCase):
+
+    def test_draws_both_streams_from_the_whole_pool_without_labels(self):
+        images = np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1)
+        stream = pipeline.PoolBatches(images, batch_size=200, latent_dim=4, num_classes=3, seed=0)
+        batch = stream.next()
+        self.assertEqual(set(batch), set(BATCH_KEYS) - {"labels"})
+        for key in ("labeled_images", "unlabeled_images"):
+            self.assertEqual(set(batch[key].ravel()), set(range(6)))
+        self.assertEqual(batch["prior_latent"].shape, (200, 4))
+        self.assertEqual(set(batch["prior_labels"]), {0, 1, 2})
+        same = pipeline.PoolBatches(images, batch_size=200, latent_dim=4, num_classes=3, seed=0).next()
+        for key in batch:
+            self.assertAllEqual(batch[key], same[key])
+
+
 class InputPipelineTest(tf.test.TestCase):
 
     def test_yields_the_streams_next_batches_in_order(self):
