@@ -148,22 +148,31 @@ class ARALModel(keras.Model, Learner):
         return {**encoder_generator_losses, **discriminator_losses, **sampler_losses}
 
     def pretrain_step(self, batch):
-        """One label-free step (the pretraining stage, before the first query): Alg. 1 lines 10-16 with
-        every real image conditioned on C's prediction, without Eq. 9 and without S.
+        """One label-free step (the pretraining stage, before the first query): Alg. 1 lines 10-16 played
+        unconditionally, without Eq. 9 and without S.
 
-        `batch` has the keys of `BATCH_KEYS` but "labels": both image streams are pool draws, so every
-        loss keeps the scale it has in `train_step`. E, G and D's trunk learn the pool's images and codes.
+        Every image, real or generated, is conditioned on the uniform class vector, G plays against
+        LSE(l) alone and class feature matching is off: a class-conditional game without labels would bind
+        G's and E's class inputs to whatever clusters D finds, a mapping the first labels then have to
+        undo (docs/design.md, "The pretraining stage"). `batch` has the keys of `BATCH_KEYS` but "labels":
+        both image streams are pool draws, so every loss keeps the scale it has in `train_step`.
         """
         inputs = self.prepare_batch({**batch, "labels": tf.zeros(tf.shape(batch["labeled_images"])[:1], tf.int32)})
+        inputs["prior_one_hot"] = self._uniform_classes(inputs["prior_one_hot"])
         encoder_generator_losses = self.update_encoder_generator(inputs, supervised=False)
         discriminator_losses, _ = self.update_discriminator(inputs, supervised=False)
         return {**encoder_generator_losses, **discriminator_losses}
 
+    @staticmethod
+    def _uniform_classes(like):
+        """The uniform class vector 1/K in the shape of `like` ([batch, K])."""
+        return tf.ones_like(like) / tf.cast(tf.shape(like)[-1], like.dtype)
+
     def _conditioning(self, inputs, real_logits, supervised):
         """y of Eqs. 5, 8 and 10 for the real images: labeled ones' labels and C's softmax (held fixed) for
-        the others; C's softmax for all when not `supervised`."""
+        the others; the uniform class vector for all when not `supervised`."""
         if not supervised:
-            return tf.stop_gradient(tf.nn.softmax(real_logits))
+            return self._uniform_classes(real_logits)
         inferred = tf.stop_gradient(tf.nn.softmax(real_logits[inputs["num_labeled"]:]))
         return tf.concat([inputs["labels_one_hot"], inferred], axis=0)
 
@@ -182,7 +191,8 @@ class ARALModel(keras.Model, Learner):
 
         G plays Eq. 7 against each of D's real/fake heads (the class head and the
         pair head, see `Discriminator`); E plays Eq. 10 against the pair head, the
-        only one its codes reach. Not `supervised`: no image is conditioned on a label.
+        only one its codes reach. Not `supervised`: no image is conditioned on a class, G plays against
+        LSE(l) alone and class feature matching is off.
         """
         real, num_labeled = inputs["real"], inputs["num_labeled"]
         num_real = tf.shape(real)[0]
@@ -205,14 +215,14 @@ class ARALModel(keras.Model, Learner):
             real_pair = self.discriminator.pair_head_logit(real_features, latent)
             encoder_gan = losses.encoder_bigan_loss(real_pair[:num_labeled], real_pair[num_labeled:])
             generator_gan = (
-                losses.generator_gan_loss(self.discriminator.class_head_logit(generated_logits,
-                                                                              inputs["prior_one_hot"]))
+                losses.generator_gan_loss(self.discriminator.class_head_logit(
+                    generated_logits, inputs["prior_one_hot"], train_discriminator=not supervised))
                 + losses.pair_generator_loss(self.discriminator.pair_head_logit(generated_features,
                                                                                 inputs["prior_latent"])))
             feature_matching = losses.feature_matching_loss(
                 tf.stop_gradient(real_features[num_labeled:]), generated_features)
             class_feature_matching = tf.constant(0.0)  # Not computed (nor all-reduced) at weight 0.
-            if weights.class_feature_matching:
+            if weights.class_feature_matching and supervised:
                 class_feature_matching = losses.class_feature_matching_loss(
                     tf.stop_gradient(real_features), conditioning, generated_features, inputs["prior_one_hot"])
             loss = losses.encoder_generator_loss(acquisition, encoder_gan, generator_gan, feature_matching,
@@ -230,7 +240,7 @@ class ARALModel(keras.Model, Learner):
 
         Each real/fake head of D plays Eq. 8 on its own; L_D^gan is their sum.
         The class head is trained as LSE(l), the pair head on D's features held fixed.
-        Not `supervised`: Eq. 8 alone, every image conditioned on C's prediction.
+        Not `supervised`: Eq. 8 alone, every image conditioned on the uniform class vector.
 
         Returns the losses and the codes S trains on next (`_sampler_input`).
         """

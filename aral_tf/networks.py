@@ -245,7 +245,8 @@ class Discriminator(keras.Model):
         return features, _float32(self.classifier(features))
 
     def class_head_logit(self, logits, labels, train_discriminator=False):
-        """c(h, y) = LSE(l) + y . log softmax(l) for one-hot or soft `labels`; LSE(l) with `train_discriminator`."""
+        """c(h, y) = LSE(l) + y . log softmax(l) for one-hot or soft `labels`; LSE(l) with `train_discriminator`
+        (D's side of the game, and G's in the unconditional pretraining game)."""
         total = keras.ops.logsumexp(logits, axis=-1)
         if train_discriminator:
             return total

@@ -27,7 +27,7 @@ PRETRAIN_CYCLE = -1
 PRETRAIN_STREAM = 1_000_033
 RUN_SUBDIR = "pretrain"
 # Bumped when the stage's training changes, so that older cache entries are not reused.
-STAGE_FORMAT = 1
+STAGE_FORMAT = 2
 
 
 def stage_identity(model, pool_fingerprint, steps, batch_size, seed):

@@ -136,6 +136,19 @@ class PretrainStepTest(tf.test.TestCase):
         for name, value in values.items():
             self.assertTrue(np.isfinite(float(value)), name)
 
+    def test_pretrain_step_is_unconditional(self):
+        """G's class input gets the uniform vector: the prior labels drawn for the batch change nothing."""
+        results = []
+        for shift in (0, 1):
+            keras.utils.set_random_seed(1)
+            model = ARALModel(tiny_config())
+            batch = PoolBatches(tiny_images(20, model.network_config.image_shape), 4, model.network_config.latent_dim,
+                                model.network_config.num_classes, seed=0).next()
+            model.pretrain_step(dict(batch, prior_labels=(batch["prior_labels"] + shift) % 3))
+            results.append([weight.numpy() for weight in model.weights])
+        for first, second in zip(*results):
+            self.assertAllClose(first, second)
+
     def test_features_are_the_trunk_features(self):
         keras.utils.set_random_seed(1)
         model = ARALModel(tiny_config())
