@@ -433,6 +433,12 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     print(f"{FLAGS.method} on {FLAGS.dataset}: pool {data.pool_size}, test {len(data.y_test)}, "
           f"{data.num_classes} classes, {network_config.architecture} networks, "
           f"{strategy.num_replicas_in_sync} replica(s); {action} in {run_dir.path}", flush=True)
+    recipe = definitions.recipe_arguments(FLAGS.dataset)
+    if recipe:
+        print(f"recipe: flags/{recipe[0]}.flags, the built-in dataset nearest to "
+              f"{'x'.join(map(str, data.image_shape))} "
+              f"images, all but {', '.join('--' + name for name in definitions.SCHEDULE_FLAGS)}; "
+              "flags given here override it", flush=True)
     if FLAGS.oracle == "files":
         oracle = FileOracle(data.x_train, run_dir.queries_dir, data.num_classes,
                             data.class_names, sources=data.pool_files)

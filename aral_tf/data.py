@@ -167,6 +167,19 @@ def _stored_shape(archive, key: str):
     return shape, dtype
 
 
+def npz_image_shape(path: str):
+    """(H, W, C) of an .npz's x_train from its header alone; None when the file or header cannot tell
+    (the loader then says why)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = _stored_shape(archive, "x_train")
+    except (OSError, ValueError, zipfile.BadZipFile, AttributeError):
+        return None
+    if stored is None or len(stored[0]) != 4:
+        return None
+    return tuple(int(size) for size in stored[0][1:])
+
+
 def _check_fits_in_memory(archive, prefix: str):
     """Refuses an .npz whose arrays, by their headers, need more memory than is available."""
     needed = 0

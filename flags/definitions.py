@@ -9,7 +9,7 @@ import os
 
 from absl import flags
 
-from aral_tf.data import ALIASES
+from aral_tf.data import ALIASES, npz_image_shape
 from aral_tf.distribution import STRATEGIES
 
 FLAGFILE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -179,14 +179,48 @@ def flagfile_for(dataset):
     return os.path.join(FLAGFILE_DIR, f"{name}.flags")
 
 
-def given_explicitly(name, values=FLAGS):
-    """True when --name was given on the command line (or in a user's --flagfile), not only by the chosen
-    dataset's flagfile (absl counts every time a flag is parsed)."""
-    flagfile = flagfile_for(values.dataset)
-    by_dataset = 0
+# Flags a user's .npz keeps at the library defaults when it takes a built-in recipe: its pool is its own.
+SCHEDULE_FLAGS = ("initial_labels", "budget", "cycles")
+
+
+def nearest_recipe(image_shape):
+    """The built-in dataset whose recipe suits images of `image_shape` (H, W, C): mnist for one channel,
+    cifar10 for colour images up to 32x32, celeba for larger ones."""
+    height, width, channels = image_shape
+    if channels == 1:
+        return "mnist"
+    return "cifar10" if max(height, width) <= 32 else "celeba"
+
+
+def recipe_arguments(dataset):
+    """(recipe name, its flag arguments) for a user's .npz at `dataset`: the nearest built-in dataset's
+    flagfile without comments and SCHEDULE_FLAGS; None for other datasets or an unreadable file."""
+    if not dataset.endswith(".npz"):
+        return None
+    image_shape = npz_image_shape(dataset)
+    if image_shape is None:
+        return None
+    name = nearest_recipe(image_shape)
+    with open(os.path.join(FLAGFILE_DIR, f"{name}.flags"), encoding="utf-8") as stream:
+        lines = [line.strip() for line in stream]
+    return name, [line for line in lines if line.startswith("--")
+                  and line[2:].split("=", 1)[0] not in SCHEDULE_FLAGS]
+
+
+def _dataset_arguments(dataset):
+    """The flag lines the chosen dataset puts before the command line (its flagfile or its recipe)."""
+    flagfile = flagfile_for(dataset)
     if flagfile and os.path.exists(flagfile):
         with open(flagfile, encoding="utf-8") as stream:
-            by_dataset = sum(line.strip().startswith(f"--{name}=") for line in stream)
+            return [line.strip() for line in stream]
+    recipe = recipe_arguments(dataset)
+    return recipe[1] if recipe else []
+
+
+def given_explicitly(name, values=FLAGS):
+    """True when --name was given on the command line (or in a user's --flagfile), not only by the chosen
+    dataset's flagfile or recipe (absl counts every time a flag is parsed)."""
+    by_dataset = sum(line.startswith(f"--{name}=") for line in _dataset_arguments(values.dataset))
     return values[name].present > by_dataset
 
 
@@ -200,5 +234,6 @@ def with_dataset_flagfile(argv):
             dataset = argv[position + 1]
     flagfile = flagfile_for(dataset)
     if flagfile is None:
-        return list(argv)
+        recipe = recipe_arguments(dataset)
+        return [argv[0]] + (recipe[1] if recipe else []) + list(argv[1:])
     return [argv[0], f"--flagfile={flagfile}"] + list(argv[1:])
