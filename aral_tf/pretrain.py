@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from aral_tf import heuristics
 from aral_tf.data import initialization_images
+from aral_tf.learner import NETWORKS
 from aral_tf.pipeline import PoolBatches
 from aral_tf.run_state import IdentityMismatch, RunCheckpoint, RunDirectory, RunStateError, TrainingPosition
 from aral_tf.training import Trainer, predict_in_batches
@@ -79,7 +80,8 @@ class PretrainStage:
 
     def run(self, model, images, strategy, log=print, notify=None):
         """Leaves `model` (an ARALModel, data-initialised) pretrained with those weights kept as its start
-        weights: trained here, continued from the stage's newest checkpoint, or restored when finished.
+        weights and its optimizers cleared: trained here, continued from the stage's newest checkpoint, or
+        restored when finished.
 
         `notify(kind, PRETRAIN_CYCLE, step)` hears each step ("step") and checkpoint ("checkpoint").
         """
@@ -98,9 +100,13 @@ class PretrainStage:
                                     f"remove {stage.path} to pretrain anew")
             if position is not None and position.step == self.steps:
                 log(f"pretraining: restored the finished stage ({self.steps} steps) from {stage.path}")
-                return
-            log(f"pretraining: {self.steps} label-free steps on the pool of {len(images)} images in {stage.path}")
-            self._train(model, images, strategy, checkpoint, position, log, notify or (lambda *event: None))
+            else:
+                log(f"pretraining: {self.steps} label-free steps on the pool of {len(images)} images in "
+                    f"{stage.path}")
+                self._train(model, images, strategy, checkpoint, position, log, notify or (lambda *event: None))
+        # The first cycle starts as a restarted one does: fresh optimizers, so that D's moving average
+        # (what C is evaluated with) and Adam's moments begin with the labels, not with the stage's.
+        model.restart(NETWORKS)
 
     def _train(self, model, images, strategy, checkpoint, position, log, notify):
         config = model.network_config

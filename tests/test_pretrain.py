@@ -57,6 +57,9 @@ def test_stage_trains_and_makes_its_weights_the_start_weights():
         assert any(not np.array_equal(one, other) for one, other in zip(trained, weights(fresh_model())))
         np.testing.assert_array_equal(model.start_weights_of("discriminator")[0].numpy(),
                                       model.discriminator.weights[0].numpy())
+        # The first cycle's optimizers start afresh (D's moving average too).
+        for optimizer in (model.discriminator_optimizer, model.encoder_generator_optimizer):
+            assert int(optimizer.iterations.numpy()) == 0
 
 
 @pytest.mark.slow
