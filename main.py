@@ -15,6 +15,7 @@ command on an existing OUTPUT_DIR continues that run where it stopped.
 import contextlib
 import datetime
 import errno
+import functools
 import math
 import os
 import shutil
@@ -33,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aral_tf import cli, image_folders, resources
+from aral_tf import cli, heuristics, image_folders, resources
 from aral_tf import data as data_lib
 from aral_tf import export as export_lib
 from aral_tf.cli import FAILURE_EXIT_CODE, UsageError, fail, one_line, refuse_arguments, require_writable
@@ -84,6 +85,9 @@ def _check_counts():
                  "hidden_noise_std"):
         if not FLAGS[name].value >= 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be a finite number >= 0")
+    if FLAGS.initial_selection == "typiclust_features" and not FLAGS.pretrain_steps:
+        raise UsageError("--initial_selection=typiclust_features: needs --pretrain_steps > 0 (the features are "
+                         "those of the pretrained D)")
     if FLAGS.initial_selection != "random" and FLAGS.initial_indices:
         raise UsageError(f"--initial_selection={FLAGS.initial_selection}: cannot be combined with --initial_indices "
                          f"(which gives the initial set); drop one of the two")
@@ -413,7 +417,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
         sampler_lr=FLAGS.lr_sampler, classifier_lr=FLAGS.lr_classifier, beta_1=FLAGS.adam_beta_1,
         discriminator_average_momentum=FLAGS.classifier_average)
     representation = None
-    if initial is None and FLAGS.method not in ARAL_TRAINED_METHODS:
+    if FLAGS.initial_selection == "typiclust_features" and FLAGS.method not in ARAL_TRAINED_METHODS:
         # Built before the method's own learner, so that it starts as an ARAL run's model does and shares its
         # pretraining stage (a cache entry is identified by the model's starting weights too).
         representation = build_learner("aral", network_config, loss_weights, optimizer_config, strategy)
@@ -425,7 +429,9 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     if FLAGS.pretrain_steps:
         stage = PretrainStage(run_dir.path, FLAGS.pretrain_cache_dir, data_fingerprint(data), FLAGS.pretrain_steps,
                               FLAGS.batch_size, FLAGS.seed, FLAGS.checkpoint_every, verbose=FLAGS.progress)
-    if initial is None:
+    if initial is None and FLAGS.initial_selection == "typiclust":
+        initial = functools.partial(heuristics.pixel_initial_selection, data.x_train, FLAGS.initial_labels, FLAGS.seed)
+    elif initial is None:
         initial = InitialSelection(representation or method.aral_model, representation is not None, stage, data.x_train,
                                    FLAGS.initial_labels, FLAGS.seed, FLAGS.eval_batch_size, strategy,
                                    verbose=FLAGS.progress, log=lambda message: print(message, flush=True))

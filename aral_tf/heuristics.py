@@ -19,6 +19,8 @@ RANDOM_STREAM = 7
 CLUSTER_STREAM = 11
 # The seed stream of k-means for the initial set: [seed, INITIAL_STREAM].
 INITIAL_STREAM = 13
+# The initial set on pixels: larger images are projected at random to this many values.
+MAX_PIXELS = 1024
 
 
 def unlabeled_indices(pool_size, labeled_indices):
@@ -211,6 +213,23 @@ def typiclust(features, labeled_positions, budget, seed):
 def initial_selection(features, count, seed):
     """The label-blind initial set: `count` pool positions by TypiClust with nothing labeled yet."""
     return typiclust(features, np.zeros(0, dtype=np.int64), count, [seed, INITIAL_STREAM])
+
+
+def pixel_points(images, seed, chunk=4096):
+    """Flattened images as float64 points in [-1, 1]; images of more than MAX_PIXELS values are projected
+    at random (a seeded Gaussian, which keeps distances as Johnson-Lindenstrauss allows) to MAX_PIXELS."""
+    points = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 127.5 - 1.0
+    if points.shape[1] <= MAX_PIXELS:
+        return points
+    projection = np.random.default_rng([seed, INITIAL_STREAM]).standard_normal(
+        (points.shape[1], MAX_PIXELS)) / np.sqrt(MAX_PIXELS)
+    return np.concatenate([points[start:start + chunk] @ projection for start in range(0, len(points), chunk)])
+
+
+def pixel_initial_selection(images, count, seed):
+    """The label-blind initial set on the pool's own pixels (`--initial_selection=typiclust`): TypiClust
+    on `pixel_points`; no model is needed."""
+    return initial_selection(pixel_points(images, seed), count, seed)
 
 
 def lowest_in_clusters(scores, codes, budget, seed):

@@ -147,10 +147,10 @@ flags.DEFINE_string("pretrain_cache_dir", None,
                     "Keep pretraining stages here, one folder per pool, seed, networks and settings, so that "
                     "other runs (other methods, seeds of a comparison) reuse them; default OUTPUT_DIR/pretrain. "
                     "Delete a folder (or the whole directory) to clear it.")
-flags.DEFINE_enum("initial_selection", "random", ["random", "typiclust"],
-                  "The initial labeled set: random (uniform with --seed, the paper) or typiclust (typical and "
-                  "diverse pool images in the representation of a pretrained ARAL model's D, chosen without "
-                  "labels; for every method, so that comparisons start from the same set).")
+flags.DEFINE_enum("initial_selection", "random", ["random", "typiclust", "typiclust_features"],
+                  "The initial labeled set, for every method alike: random (uniform with --seed, the paper), "
+                  "typiclust (typical and diverse pool images by TypiClust on their pixels) or typiclust_features "
+                  "(TypiClust on the features of an ARAL model's D after --pretrain_steps); chosen without labels.")
 flags.DEFINE_float("generated_cls_confidence", 0.0,
                    "Eq. 9 gate: C learns only from the generated images it already reads as their conditioning "
                    "label with probability above this (0: from all, the paper).", lower_bound=0.0, upper_bound=0.999)

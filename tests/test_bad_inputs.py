@@ -238,6 +238,8 @@ CASES = [
     Case("unknown selection", ("--selection=farthest",), "--selection"),
     Case("lowest-in-clusters for another method",
          ("--selection=lowest_in_clusters", "--method=random"), "--selection=lowest_in_clusters: only with"),
+    Case("TypiClust on features without pretraining", ("--initial_selection=typiclust_features",),
+         "--initial_selection=typiclust_features: needs --pretrain_steps > 0"),
     Case("initial selection and initial indices", ("--initial_selection=typiclust",
                                                    "--initial_indices={duplicate_indices}"),
          "--initial_selection=typiclust: cannot be combined with --initial_indices"),

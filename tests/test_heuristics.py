@@ -145,7 +145,8 @@ class HeuristicTest(tf.test.TestCase):
         for function in (heuristics.Request, heuristics.Heuristic.select, heuristics.select_lowest,
                          heuristics.select_lowest_per_class, heuristics.k_center_greedy,
                          heuristics.random_selection, heuristics.kmeans, heuristics.typiclust,
-                         heuristics.initial_selection, heuristics.lowest_in_clusters):
+                         heuristics.initial_selection, heuristics.lowest_in_clusters,
+                         heuristics.pixel_initial_selection):
             parameters = set(inspect.signature(function).parameters)
             self.assertFalse({"labels", "y", "y_train", "pool_labels"} & parameters, function.__name__)
 
@@ -251,3 +252,27 @@ def test_lowest_in_clusters_orders_its_picks_by_score():
     codes = np.array([[0.0], [0.1], [10.0], [10.1]])
     scores = np.array([0.5, 0.4, 0.2, 0.3])
     np.testing.assert_array_equal(heuristics.lowest_in_clusters(scores, codes, 2, seed=0), [2, 1])
+
+
+def test_pixel_initial_selection_takes_one_image_of_each_kind():
+    # Three kinds of 4x4 images (dark, bright, half and half) with small seeded noise, 12 of each.
+    rng = np.random.default_rng(0)
+    kinds = [np.zeros((4, 4, 1)), np.full((4, 4, 1), 250.0), np.concatenate([np.zeros((2, 4, 1)),
+                                                                            np.full((2, 4, 1), 250.0)])]
+    images = np.concatenate([np.clip(kind + rng.normal(0, 3, (12, 4, 4, 1)), 0, 255) for kind in kinds])
+    picks = heuristics.pixel_initial_selection(images.astype(np.uint8), 3, seed=0)
+    assert sorted(picks // 12) == [0, 1, 2]
+    np.testing.assert_array_equal(heuristics.pixel_initial_selection(images.astype(np.uint8), 3, seed=0), picks)
+
+
+def test_pixel_points_scale_and_project_large_images():
+    images = np.full((2, 2, 2, 1), 255, np.uint8)
+    np.testing.assert_allclose(heuristics.pixel_points(images, seed=0), np.ones((2, 4)))
+    large = np.random.default_rng(1).integers(0, 256, (5, 40, 40, 1), dtype=np.uint8)
+    projected = heuristics.pixel_points(large, seed=0)
+    assert projected.shape == (5, heuristics.MAX_PIXELS)
+    flat = heuristics.pixel_points(large[:, :32, :32], seed=0)
+    # The projection keeps distances to within a few per cent at 1,024 dimensions.
+    ratio = np.linalg.norm(projected[0] - projected[1]) / np.linalg.norm(
+        large[0].astype(float) / 127.5 - large[1].astype(float) / 127.5)
+    assert 0.9 < ratio < 1.1 and flat.shape == (5, 1024)
