@@ -75,6 +75,10 @@ def _check_counts():
     if unknown:
         raise UsageError(f"--restart_each_cycle={','.join(FLAGS.restart_each_cycle)}: unknown network "
                          f"{unknown[0]!r}; choose from {', '.join(NETWORKS)}")
+    unknown = [name for name in FLAGS.pretrain_networks if name not in NETWORKS]
+    if unknown:
+        raise UsageError(f"--pretrain_networks={','.join(FLAGS.pretrain_networks)}: unknown network "
+                         f"{unknown[0]!r}; choose from {', '.join(NETWORKS)}")
     if FLAGS.selection != "lowest" and FLAGS.method != "aral":
         raise UsageError(f"--selection={FLAGS.selection}: only with --method=aral (not --method={FLAGS.method})")
     for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler", "lr_classifier"):
@@ -85,9 +89,10 @@ def _check_counts():
                  "hidden_noise_std"):
         if not FLAGS[name].value >= 0 or not math.isfinite(FLAGS[name].value):
             raise UsageError(f"--{name}={FLAGS[name].value}: must be a finite number >= 0")
-    if FLAGS.initial_selection == "typiclust_features" and not FLAGS.pretrain_steps:
-        raise UsageError("--initial_selection=typiclust_features: needs --pretrain_steps > 0 (the features are "
-                         "those of the pretrained D)")
+    if FLAGS.initial_selection == "typiclust_features" and (
+            not FLAGS.pretrain_steps or "discriminator" not in FLAGS.pretrain_networks):
+        raise UsageError("--initial_selection=typiclust_features: needs --pretrain_steps > 0 and discriminator "
+                         "in --pretrain_networks (the features are those of the pretrained D)")
     if FLAGS.initial_selection != "random" and FLAGS.initial_indices:
         raise UsageError(f"--initial_selection={FLAGS.initial_selection}: cannot be combined with --initial_indices "
                          f"(which gives the initial set); drop one of the two")
@@ -428,7 +433,8 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     stage = None
     if FLAGS.pretrain_steps:
         stage = PretrainStage(run_dir.path, FLAGS.pretrain_cache_dir, data_fingerprint(data), FLAGS.pretrain_steps,
-                              FLAGS.batch_size, FLAGS.seed, FLAGS.checkpoint_every, verbose=FLAGS.progress)
+                              FLAGS.batch_size, FLAGS.seed, FLAGS.checkpoint_every, verbose=FLAGS.progress,
+                              kept=FLAGS.pretrain_networks)
     if initial is None and FLAGS.initial_selection == "typiclust":
         initial = functools.partial(heuristics.pixel_initial_selection, data.x_train, FLAGS.initial_labels, FLAGS.seed)
     elif initial is None:

@@ -58,11 +58,13 @@ def stage_key(identity):
 class PretrainStage:
     """`steps` label-free steps on the pool, checkpointed every `checkpoint_every` steps.
 
-    The stage's directory is RUN/pretrain without `cache_dir`, else CACHE/<stage_key>.
+    The stage's directory is RUN/pretrain without `cache_dir`, else CACHE/<stage_key>. The cycles start
+    from the pretrained weights of the `kept` networks and from the initial weights of the others.
     """
 
     def __init__(self, run_path, cache_dir, pool_fingerprint, steps, batch_size, seed, checkpoint_every,
-                 verbose=True):
+                 verbose=True, kept=NETWORKS):
+        self.kept = tuple(kept)
         self.run_path = run_path
         self.cache_dir = cache_dir
         self.pool_fingerprint = pool_fingerprint
@@ -86,6 +88,8 @@ class PretrainStage:
         `notify(kind, PRETRAIN_CYCLE, step)` hears each step ("step") and checkpoint ("checkpoint").
         """
         identity = stage_identity(model, self.pool_fingerprint, self.steps, self.batch_size, self.seed)
+        initial = {name: [weight.numpy() for weight in getattr(model, name).weights]
+                   for name in NETWORKS if name not in self.kept}
         stage = RunDirectory(self.directory(identity))
         with stage.locked(on_wait=lambda: log(f"pretraining: waiting for another process pretraining in {stage.path}")):
             try:
@@ -104,8 +108,13 @@ class PretrainStage:
                 log(f"pretraining: {self.steps} label-free steps on the pool of {len(images)} images in "
                     f"{stage.path}")
                 self._train(model, images, strategy, checkpoint, position, log, notify or (lambda *event: None))
-        # The first cycle starts as a restarted one does: fresh optimizers, so that D's moving average
-        # (what C is evaluated with) and Adam's moments begin with the labels, not with the stage's.
+        # The networks not `kept` go back to their weights from before the stage, and the first cycle
+        # starts as a restarted one does: fresh optimizers, so that D's moving average (what C is
+        # evaluated with) and Adam's moments begin with the labels, not with the stage's.
+        for name, values in initial.items():
+            for weight, value in zip(getattr(model, name).weights, values):
+                weight.assign(value)
+        model.keep_start_weights()
         model.restart(NETWORKS)
 
     def _train(self, model, images, strategy, checkpoint, position, log, notify):

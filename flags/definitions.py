@@ -143,6 +143,9 @@ flags.DEFINE_integer("pretrain_steps", 0,
                      "Label-free steps of ARAL's unsupervised game on the pool before the first query; every cycle "
                      "then starts from those weights (--restart_each_cycle restarts to them). 0: none (the paper). "
                      f"0 to {MAX_STEPS:,}.", lower_bound=0, upper_bound=MAX_STEPS)
+flags.DEFINE_list("pretrain_networks", ["encoder", "generator", "discriminator"],
+                  "The networks whose pretrained weights the cycles start from (and --restart_each_cycle "
+                  "restarts to); the others start from their initial weights as without pretraining.")
 flags.DEFINE_string("pretrain_cache_dir", None,
                     "Keep pretraining stages here, one folder per pool, seed, networks and settings, so that "
                     "other runs (other methods, seeds of a comparison) reuse them; default OUTPUT_DIR/pretrain. "

@@ -29,9 +29,9 @@ def fresh_model():
     return model
 
 
-def stage(directory, cache_dir=None, steps=4, seed=0):
+def stage(directory, cache_dir=None, steps=4, seed=0, kept=pretrain.NETWORKS):
     return pretrain.PretrainStage(directory, cache_dir, "pool-sha", steps, batch_size=4, seed=seed,
-                                  checkpoint_every=2, verbose=False)
+                                  checkpoint_every=2, verbose=False, kept=kept)
 
 
 def weights(model):
@@ -60,6 +60,18 @@ def test_stage_trains_and_makes_its_weights_the_start_weights():
         # The first cycle's optimizers start afresh (D's moving average too).
         for optimizer in (model.discriminator_optimizer, model.encoder_generator_optimizer):
             assert int(optimizer.iterations.numpy()) == 0
+
+
+def test_networks_not_kept_start_from_their_initial_weights():
+    with tempfile.TemporaryDirectory() as directory:
+        model = fresh_model()
+        initial = [weight.numpy().copy() for weight in model.discriminator.weights]
+        stage(directory, kept=("encoder", "generator")).run(model, POOL, make_strategy(), log=lambda message: None)
+        assert_same_weights([weight.numpy() for weight in model.discriminator.weights], initial)
+        assert_same_weights([weight.numpy() for weight in model.start_weights_of("discriminator")], initial)
+        untrained = fresh_model()
+        assert any(not np.array_equal(one.numpy(), other.numpy())
+                   for one, other in zip(model.generator.weights, untrained.generator.weights))
 
 
 @pytest.mark.slow
