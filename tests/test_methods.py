@@ -84,6 +84,7 @@ def test_aral_selection_is_blind_to_pool_labels(selection):
         np.testing.assert_array_equal(selected, _run("aral", _permuted(labels), second, selection=selection))
 
 
+@pytest.mark.slow
 def test_the_typiclust_initial_set_is_blind_to_pool_labels():
     labels = np.arange(40) % 3
     # Every label may change here: no index is labeled before the initial set is chosen.
