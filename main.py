@@ -93,7 +93,8 @@ def _check_counts():
             not FLAGS.pretrain_steps or "discriminator" not in FLAGS.pretrain_networks):
         raise UsageError("--initial_selection=typiclust_features: needs --pretrain_steps > 0 and discriminator "
                          "in --pretrain_networks (the features are those of the pretrained D)")
-    if FLAGS.initial_selection != "random" and FLAGS.initial_indices:
+    if (FLAGS.initial_selection != "random" and FLAGS.initial_indices
+            and definitions.given_explicitly("initial_selection")):
         raise UsageError(f"--initial_selection={FLAGS.initial_selection}: cannot be combined with --initial_indices "
                          f"(which gives the initial set); drop one of the two")
     for name in ("classifier_average", "adam_beta_1", "dropout_rate"):
@@ -449,7 +450,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
     if recipe:
         print(f"recipe: flags/{recipe[0]}.flags, the built-in dataset nearest to "
               f"{'x'.join(map(str, data.image_shape))} "
-              f"images, all but {', '.join('--' + name for name in definitions.SCHEDULE_FLAGS)}; "
+              f"images, all but {', '.join('--' + name for name in definitions.RECIPE_EXCEPTIONS)}; "
               "flags given here override it", flush=True)
     if FLAGS.oracle == "files":
         oracle = FileOracle(data.x_train, run_dir.queries_dir, data.num_classes,

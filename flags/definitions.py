@@ -182,8 +182,9 @@ def flagfile_for(dataset):
     return os.path.join(FLAGFILE_DIR, f"{name}.flags")
 
 
-# Flags a user's .npz keeps at the library defaults when it takes a built-in recipe: its pool is its own.
-SCHEDULE_FLAGS = ("initial_labels", "budget", "cycles")
+# Flags a user's .npz keeps at the library defaults when it takes a built-in recipe: the schedule (its
+# pool is its own) and the initial set (TypiClust on pixels is measured on MNIST only).
+RECIPE_EXCEPTIONS = ("initial_labels", "budget", "cycles", "initial_selection")
 
 
 def nearest_recipe(image_shape):
@@ -197,7 +198,7 @@ def nearest_recipe(image_shape):
 
 def recipe_arguments(dataset):
     """(recipe name, its flag arguments) for a user's .npz at `dataset`: the nearest built-in dataset's
-    flagfile without comments and SCHEDULE_FLAGS; None for other datasets or an unreadable file."""
+    flagfile without comments and RECIPE_EXCEPTIONS; None for other datasets or an unreadable file."""
     if not dataset.endswith(".npz"):
         return None
     image_shape = npz_image_shape(dataset)
@@ -207,7 +208,7 @@ def recipe_arguments(dataset):
     with open(os.path.join(FLAGFILE_DIR, f"{name}.flags"), encoding="utf-8") as stream:
         lines = [line.strip() for line in stream]
     return name, [line for line in lines if line.startswith("--")
-                  and line[2:].split("=", 1)[0] not in SCHEDULE_FLAGS]
+                  and line[2:].split("=", 1)[0] not in RECIPE_EXCEPTIONS]
 
 
 def _dataset_arguments(dataset):

@@ -8,8 +8,8 @@ import numpy as np
 from flags import definitions
 
 
-def _npz(directory, image_shape):
-    path = os.path.join(directory, "mine.npz")
+def _npz(directory, image_shape, name="mine.npz"):
+    path = os.path.join(directory, name)
     images = np.zeros((4,) + image_shape, np.uint8)
     np.savez(path, x_train=images, y_train=np.arange(4) % 2, x_test=images, y_test=np.arange(4) % 2)
     return path
@@ -29,10 +29,20 @@ def test_a_users_npz_takes_the_nearest_recipe_but_its_schedule():
         assert name == "cifar10"
         assert "--lr_discriminator=6e-4" in arguments
         assert not [argument for argument in arguments if argument.startswith(("--initial_labels", "--budget",
-                                                                                "--cycles", "#"))]
+                                                                                "--cycles", "--initial_selection",
+                                                                                "#"))]
         argv = definitions.with_dataset_flagfile(["main.py", f"--dataset={path}", "--lr_discriminator=1e-3"])
         assert argv[0] == "main.py" and argv[-2:] == [f"--dataset={path}", "--lr_discriminator=1e-3"]
         assert argv[1:-2] == arguments
+
+
+def test_a_grey_npz_takes_the_mnist_recipe_but_its_initial_set():
+    with tempfile.TemporaryDirectory() as directory:
+        name, arguments = definitions.recipe_arguments(_npz(directory, (28, 28, 1), "grey.npz"))
+    assert name == "mnist" and "--restart_each_cycle=discriminator,generator" in arguments
+    assert not [argument for argument in arguments if argument.startswith("--initial_selection")]
+    with open(os.path.join(definitions.FLAGFILE_DIR, "mnist.flags"), encoding="utf-8") as stream:
+        assert "--initial_selection=typiclust" in stream.read().splitlines()
 
 
 def test_built_in_datasets_keep_their_flagfile_and_unreadable_files_get_none():
