@@ -152,10 +152,11 @@ def kmeans(points, clusters, seed, iterations=50, chunk=8192):
             farthest = int(own_distances.argmax())
             own_distances[farthest] = -1.0
             assignment[farthest] = empty
-        members = np.zeros((clusters, len(points)))
-        members[assignment, np.arange(len(points))] = 1.0
-        counts = members.sum(1)[:, None]
-        centers = np.where(counts > 0, members @ points / np.maximum(counts, 1.0), centers)
+        order = np.argsort(assignment, kind="stable")
+        counts = np.bincount(assignment, minlength=clusters)
+        filled = np.flatnonzero(counts)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[filled]
+        centers[filled] = np.add.reduceat(points[order], starts, axis=0) / counts[filled, None]
     return assignment.astype(np.int64), centers
 
 
@@ -218,12 +219,16 @@ def initial_selection(features, count, seed):
 def pixel_points(images, seed, chunk=4096):
     """Flattened images as float64 points in [-1, 1]; images of more than MAX_PIXELS values are projected
     at random (a seeded Gaussian, which keeps distances as Johnson-Lindenstrauss allows) to MAX_PIXELS."""
-    points = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 127.5 - 1.0
-    if points.shape[1] <= MAX_PIXELS:
-        return points
+    flat = np.asarray(images).reshape(len(images), -1)
+
+    def scaled(start):
+        return flat[start:start + chunk].astype(np.float64) / 127.5 - 1.0
+
+    if flat.shape[1] <= MAX_PIXELS:
+        return np.concatenate([scaled(start) for start in range(0, len(flat), chunk)])
     projection = np.random.default_rng([seed, INITIAL_STREAM]).standard_normal(
-        (points.shape[1], MAX_PIXELS)) / np.sqrt(MAX_PIXELS)
-    return np.concatenate([points[start:start + chunk] @ projection for start in range(0, len(points), chunk)])
+        (flat.shape[1], MAX_PIXELS)) / np.sqrt(MAX_PIXELS)
+    return np.concatenate([scaled(start) @ projection for start in range(0, len(flat), chunk)])
 
 
 def pixel_initial_selection(images, count, seed):
