@@ -575,6 +575,13 @@ def test_there_are_at_least_40_cases_without_export():
     assert len({case.name for case in CASES}) == len(CASES)
 
 
+def test_the_readme_counts_the_cases():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as stream:
+        readme = " ".join(stream.read().split())
+    exports = len([case for case in CASES if case.command == "export"])
+    assert f"checks {len(CASES)} such inputs ({exports} for `python -m export`)" in readme
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 def test_bad_input(case, prepared):
     with tempfile.TemporaryDirectory() as workdir:
