@@ -79,7 +79,7 @@ def _check_counts():
     if unknown:
         raise UsageError(f"--pretrain_networks={','.join(FLAGS.pretrain_networks)}: unknown network "
                          f"{unknown[0]!r}; choose from {', '.join(NETWORKS)}")
-    if FLAGS.selection != "lowest" and FLAGS.method != "aral":
+    if FLAGS.selection != "lowest" and FLAGS.method != "aral" and definitions.given_explicitly("selection"):
         raise UsageError(f"--selection={FLAGS.selection}: only with --method=aral (not --method={FLAGS.method})")
     for name in ("lr_encoder_generator", "lr_discriminator", "lr_sampler", "lr_classifier"):
         if not FLAGS[name].value > 0 or not math.isfinite(FLAGS[name].value):
@@ -100,6 +100,12 @@ def _check_counts():
     for name in ("classifier_average", "adam_beta_1", "dropout_rate"):
         if not 0 <= FLAGS[name].value < 1:
             raise UsageError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")
+
+
+def _aral_selection():
+    """ARAL's query rule in place of its own (None: the paper's lowest S); the other methods keep theirs,
+    so that a dataset flagfile's --selection does not bar them."""
+    return FLAGS.selection if FLAGS.method == "aral" and FLAGS.selection != "lowest" else None
 
 
 def _make_strategy():
@@ -429,7 +435,7 @@ def _continue_run(run_dir, records, data, initial, network_config, strategy, cyc
         representation = build_learner("aral", network_config, loss_weights, optimizer_config, strategy)
     method = build_method(FLAGS.method, network_config, loss_weights, optimizer_config, strategy, seed=FLAGS.seed,
                           mc_passes=FLAGS.mc_passes, jit_compile=FLAGS.jit_compile,
-                          selection=None if FLAGS.selection == "lowest" else FLAGS.selection)
+                          selection=_aral_selection())
     _check_disk(run_dir, method.learner)
     stage = None
     if FLAGS.pretrain_steps:
