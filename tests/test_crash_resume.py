@@ -11,11 +11,14 @@ from benchmarks.crash_harness import compare_runs, run_to_end, run_until
 pytestmark = pytest.mark.slow
 
 RUN_FLAGS = ["--train_steps=5", "--checkpoint_every=2", "--batch_size=4", "--eval_batch_size=4",
-             "--initial_labels=4", "--budget=2", "--cycles=2", "--width=0.02", "--latent_dim=4", "--noprogress",
-             "--noexport"]
+             "--initial_labels=4", "--budget=2", "--cycles=2", "--pretrain_steps=5", "--width=0.02", "--latent_dim=4",
+             "--noprogress", "--noexport"]
 
 # In timeline order; each process resumes at or before the previous point and stops at the next one.
 KILL_POINTS = [
+    "step:-1:3",                                          # the label-free stage (cycle -1), after its checkpoint at 2
+    "checkpoint:-1:4",                                    # while it writes a checkpoint
+    "step:0:1",                                           # cycle 0 after that stage, before its first checkpoint
     "step:0:3",                                           # mid-training, after the checkpoint at step 2
     "evaluate:0:2",                                       # mid-evaluation, after the end-of-cycle checkpoint
     "score:1:3",                                          # mid-scoring (the selection after cycle 0)
@@ -50,24 +53,3 @@ def test_killed_run_resumes_to_the_uninterrupted_result():
         assert differences["accuracy"] <= 1e-6 and differences["losses"] <= 2e-6, differences
         assert differences["weights"] <= 1e-5, differences
         assert not [name for _, _, names in os.walk(crashed) for name in names if name.startswith(".tmp-")]
-
-
-PRETRAIN_FLAGS = ["--pretrain_steps=5", "--cycles=1"]
-# Within the pretraining stage (cycle -1), then in cycle 0 after it.
-PRETRAIN_KILL_POINTS = ["step:-1:3", "checkpoint:-1:4", "step:0:1"]
-
-
-def test_run_killed_while_pretraining_resumes_to_the_uninterrupted_result():
-    with tempfile.TemporaryDirectory() as workdir:
-        data_file = write_tiny_npz(os.path.join(workdir, "tiny.npz"))
-        reference, crashed = os.path.join(workdir, "reference"), os.path.join(workdir, "crashed")
-        run_to_end([f"--dataset={data_file}", f"--output_dir={reference}", *RUN_FLAGS, *PRETRAIN_FLAGS])
-        arguments = [f"--dataset={data_file}", f"--output_dir={crashed}", *RUN_FLAGS, *PRETRAIN_FLAGS]
-        for point in PRETRAIN_KILL_POINTS:
-            assert run_until(point, arguments, os.path.join(workdir, "marker")), f"finished before {point}"
-        run_to_end(arguments)
-
-        differences = compare_runs(reference, crashed)
-        assert differences["same_files"] and differences["cycles"] == 2, differences
-        assert differences["accuracy"] <= 1e-6 and differences["losses"] <= 2e-6, differences
-        assert differences["weights"] <= 1e-5, differences
